@@ -1,0 +1,458 @@
+/**
+ * SQLite implementation of MetaStore (better-sqlite3, WAL).
+ *
+ * Ordering rules: better-sqlite3 is synchronous, so each method is atomic with respect to the
+ * event loop; callers that need several changes to commit together wrap them in transaction().
+ * Inode ids come from an AUTOINCREMENT column and are never reused (NFS handles rely on it).
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { ByteRange, FileType, Ino } from '../core/types.js';
+import { ROOT_INO } from '../core/types.js';
+import type { CacheEntryState } from '../datacache/types.js';
+import type { ChildRow, DirState, MetaStore, NewNode, NodeRow, NodeState, UploadEntry } from './types.js';
+
+const MIGRATIONS: string[] = [
+  // v1
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+  CREATE TABLE nodes (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation INTEGER NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('file', 'dir', 'symlink')),
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    atime_ns INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    remote_key TEXT,
+    etag TEXT,
+    remote_size INTEGER,
+    state TEXT NOT NULL CHECK (state IN ('clean', 'dirty', 'meta')),
+    symlink TEXT,
+    meta_loaded INTEGER NOT NULL,
+    has_marker INTEGER NOT NULL
+  );
+  CREATE TABLE edges (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    ino INTEGER NOT NULL UNIQUE,
+    UNIQUE (parent, name)
+  );
+  CREATE TABLE dirstate (ino INTEGER PRIMARY KEY, complete INTEGER NOT NULL, listed_at_ms INTEGER NOT NULL);
+  CREATE TABLE cache_entries (
+    ino INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    present TEXT NOT NULL,
+    dirty TEXT NOT NULL,
+    modified INTEGER NOT NULL,
+    last_access_ms INTEGER NOT NULL
+  );
+  CREATE TABLE uploads (
+    ino INTEGER PRIMARY KEY,
+    due_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    enqueued_ms INTEGER NOT NULL
+  );
+  CREATE INDEX uploads_due ON uploads (due_ms);
+  CREATE INDEX nodes_state ON nodes (state) WHERE state != 'clean';
+  `,
+];
+
+interface RawNode {
+  ino: bigint;
+  generation: bigint;
+  type: string;
+  mode: bigint;
+  uid: bigint;
+  gid: bigint;
+  size: bigint;
+  atime_ns: bigint;
+  mtime_ns: bigint;
+  ctime_ns: bigint;
+  remote_key: string | null;
+  etag: string | null;
+  remote_size: bigint | null;
+  state: string;
+  symlink: string | null;
+  meta_loaded: bigint;
+  has_marker: bigint;
+}
+
+function toNode(r: RawNode): NodeRow {
+  return {
+    ino: Number(r.ino),
+    generation: Number(r.generation),
+    type: r.type as FileType,
+    mode: Number(r.mode),
+    uid: Number(r.uid),
+    gid: Number(r.gid),
+    size: Number(r.size),
+    atimeNs: r.atime_ns,
+    mtimeNs: r.mtime_ns,
+    ctimeNs: r.ctime_ns,
+    remoteKey: r.remote_key,
+    etag: r.etag,
+    remoteSize: r.remote_size === null ? null : Number(r.remote_size),
+    state: r.state as NodeState,
+    symlink: r.symlink,
+    metaLoaded: r.meta_loaded !== 0n,
+    hasMarker: r.has_marker !== 0n,
+  };
+}
+
+const COLUMN: Record<keyof NewNode, string> = {
+  type: 'type',
+  mode: 'mode',
+  uid: 'uid',
+  gid: 'gid',
+  size: 'size',
+  atimeNs: 'atime_ns',
+  mtimeNs: 'mtime_ns',
+  ctimeNs: 'ctime_ns',
+  remoteKey: 'remote_key',
+  etag: 'etag',
+  remoteSize: 'remote_size',
+  state: 'state',
+  symlink: 'symlink',
+  metaLoaded: 'meta_loaded',
+  hasMarker: 'has_marker',
+};
+
+function sqlValue(v: unknown): unknown {
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  return v;
+}
+
+function rangesToJson(r: ByteRange[]): string {
+  return JSON.stringify(r.map((x) => [x.start, x.end]));
+}
+
+function rangesFromJson(s: string): ByteRange[] {
+  const parsed: unknown = JSON.parse(s);
+  if (!Array.isArray(parsed)) return [];
+  const out: ByteRange[] = [];
+  for (const p of parsed) {
+    if (Array.isArray(p) && typeof p[0] === 'number' && typeof p[1] === 'number') out.push({ start: p[0], end: p[1] });
+  }
+  return out;
+}
+
+export interface SqliteMetaStoreOptions {
+  /** Database file path, or ':memory:'. */
+  path: string;
+  /** Attributes of the root directory when the database is created. */
+  root: { mode: number; uid: number; gid: number };
+}
+
+export class SqliteMetaStore implements MetaStore {
+  private readonly db: Database.Database;
+  private readonly stmts: ReturnType<SqliteMetaStore['prepare']>;
+
+  constructor(opts: SqliteMetaStoreOptions) {
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new Database(opts.path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: a commit survives a process crash (kill -9); fsync happens at checkpoints.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = OFF');
+    this.db.defaultSafeIntegers(true);
+    this.migrate(opts.root);
+    this.stmts = this.prepare();
+  }
+
+  private migrate(root: SqliteMetaStoreOptions['root']): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: bigint } | undefined;
+    let version = row ? Number(row.version) : 0;
+    if (version > MIGRATIONS.length) {
+      throw new Error(`metadata database has schema version ${version}, newer than this bucketgate (${MIGRATIONS.length})`);
+    }
+    const run = this.db.transaction(() => {
+      for (; version < MIGRATIONS.length; version++) {
+        this.db.exec(MIGRATIONS[version] ?? '');
+        if (version === 0) {
+          const now = BigInt(Date.now()) * 1_000_000n;
+          this.db
+            .prepare(
+              `INSERT INTO nodes (ino, generation, type, mode, uid, gid, size, atime_ns, mtime_ns, ctime_ns,
+               state, meta_loaded, has_marker) VALUES (?, 1, 'dir', ?, ?, ?, 0, ?, ?, ?, 'clean', 1, 0)`,
+            )
+            .run(ROOT_INO, root.mode, root.uid, root.gid, now, now, now);
+          this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('db_generation', randomBytes(8));
+          this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('secret', randomBytes(32));
+        }
+      }
+      this.db.exec('DELETE FROM schema_version');
+      this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
+    });
+    run();
+  }
+
+  private prepare() {
+    const d = this.db;
+    return {
+      getNode: d.prepare('SELECT * FROM nodes WHERE ino = ?'),
+      lookup: d.prepare('SELECT n.* FROM edges e JOIN nodes n ON n.ino = e.ino WHERE e.parent = ? AND e.name = ?'),
+      parentOf: d.prepare('SELECT parent, name FROM edges WHERE ino = ?'),
+      children: d.prepare(
+        'SELECT e.id AS cookie, e.name AS name, n.* FROM edges e JOIN nodes n ON n.ino = e.ino WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?',
+      ),
+      childCount: d.prepare('SELECT count(*) AS c FROM edges WHERE parent = ?'),
+      insertNode: d.prepare(
+        `INSERT INTO nodes (generation, type, mode, uid, gid, size, atime_ns, mtime_ns, ctime_ns, remote_key, etag,
+         remote_size, state, symlink, meta_loaded, has_marker)
+         VALUES (@generation, @type, @mode, @uid, @gid, @size, @atime_ns, @mtime_ns, @ctime_ns, @remote_key, @etag,
+         @remote_size, @state, @symlink, @meta_loaded, @has_marker)`,
+      ),
+      insertEdge: d.prepare('INSERT INTO edges (parent, name, ino) VALUES (?, ?, ?)'),
+      removeEdge: d.prepare('DELETE FROM edges WHERE parent = ? AND name = ?'),
+      deleteNode: d.prepare('DELETE FROM nodes WHERE ino = ?'),
+      deleteDirState: d.prepare('DELETE FROM dirstate WHERE ino = ?'),
+      deleteUpload: d.prepare('DELETE FROM uploads WHERE ino = ?'),
+      deleteCache: d.prepare('DELETE FROM cache_entries WHERE ino = ?'),
+      moveEdge: d.prepare('UPDATE edges SET parent = ?, name = ?, id = (SELECT seq + 1 FROM sqlite_sequence WHERE name = \'edges\') WHERE parent = ? AND name = ?'),
+      bumpEdgeSeq: d.prepare("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'edges'"),
+      getDirState: d.prepare('SELECT complete, listed_at_ms FROM dirstate WHERE ino = ?'),
+      setDirState: d.prepare('INSERT OR REPLACE INTO dirstate (ino, complete, listed_at_ms) VALUES (?, ?, ?)'),
+      enqueueUpload: d.prepare(
+        `INSERT INTO uploads (ino, due_ms, attempts, enqueued_ms) VALUES (?, ?, 0, ?)
+         ON CONFLICT (ino) DO UPDATE SET due_ms = excluded.due_ms`,
+      ),
+      getUpload: d.prepare('SELECT * FROM uploads WHERE ino = ?'),
+      dueUploads: d.prepare('SELECT * FROM uploads WHERE due_ms <= ? ORDER BY due_ms LIMIT ?'),
+      allUploads: d.prepare('SELECT * FROM uploads ORDER BY due_ms'),
+      uploadFailed: d.prepare('UPDATE uploads SET attempts = attempts + 1, last_error = ?, due_ms = ? WHERE ino = ?'),
+      unsynced: d.prepare("SELECT * FROM nodes WHERE state != 'clean'"),
+      nodeCount: d.prepare('SELECT count(*) AS c FROM nodes'),
+      getMeta: d.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: d.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
+      cacheAll: d.prepare('SELECT * FROM cache_entries'),
+      cacheSave: d.prepare(
+        'INSERT OR REPLACE INTO cache_entries (ino, size, present, dirty, modified, last_access_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+    };
+  }
+
+  transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    return this.db.transaction(fn)();
+  }
+
+  getNode(ino: Ino): NodeRow | undefined {
+    const r = this.stmts.getNode.get(ino) as RawNode | undefined;
+    return r ? toNode(r) : undefined;
+  }
+
+  lookup(parent: Ino, name: string): NodeRow | undefined {
+    const r = this.stmts.lookup.get(parent, name) as RawNode | undefined;
+    return r ? toNode(r) : undefined;
+  }
+
+  parentOf(ino: Ino): { parent: Ino; name: string } | undefined {
+    const r = this.stmts.parentOf.get(ino) as { parent: bigint; name: string } | undefined;
+    return r ? { parent: Number(r.parent), name: r.name } : undefined;
+  }
+
+  children(parent: Ino, cookie: bigint, limit: number): ChildRow[] {
+    const rows = this.stmts.children.all(parent, cookie, limit) as Array<RawNode & { cookie: bigint; name: string }>;
+    return rows.map((r) => ({ name: r.name, cookie: r.cookie, node: toNode(r) }));
+  }
+
+  childCount(parent: Ino): number {
+    const r = this.stmts.childCount.get(parent) as { c: bigint };
+    return Number(r.c);
+  }
+
+  createChild(parent: Ino, name: string, node: NewNode): NodeRow {
+    return this.transaction(() => {
+      const generation = randomInt(1, 0x7fffffff);
+      const info = this.stmts.insertNode.run({
+        generation,
+        type: node.type,
+        mode: node.mode,
+        uid: node.uid,
+        gid: node.gid,
+        size: node.size,
+        atime_ns: node.atimeNs,
+        mtime_ns: node.mtimeNs,
+        ctime_ns: node.ctimeNs,
+        remote_key: node.remoteKey,
+        etag: node.etag,
+        remote_size: node.remoteSize,
+        state: node.state,
+        symlink: node.symlink,
+        meta_loaded: node.metaLoaded ? 1 : 0,
+        has_marker: node.hasMarker ? 1 : 0,
+      });
+      const ino = Number(info.lastInsertRowid);
+      this.stmts.insertEdge.run(parent, name, ino);
+      return { ...node, ino, generation };
+    });
+  }
+
+  updateNode(ino: Ino, changes: Partial<NewNode>): void {
+    const keys = Object.keys(changes) as Array<keyof NewNode>;
+    if (keys.length === 0) return;
+    const sets = keys.map((k) => `${COLUMN[k]} = ?`).join(', ');
+    // Statements are cached by better-sqlite3 per SQL text only if we keep them; a small map does.
+    let stmt = this.updateCache.get(sets);
+    if (!stmt) {
+      stmt = this.db.prepare(`UPDATE nodes SET ${sets} WHERE ino = ?`);
+      this.updateCache.set(sets, stmt);
+    }
+    stmt.run(...keys.map((k) => sqlValue(changes[k])), ino);
+  }
+  private readonly updateCache = new Map<string, Database.Statement>();
+
+  removeEdge(parent: Ino, name: string): void {
+    this.stmts.removeEdge.run(parent, name);
+  }
+
+  deleteNode(ino: Ino): void {
+    this.transaction(() => {
+      this.stmts.deleteNode.run(ino);
+      this.stmts.deleteDirState.run(ino);
+      this.stmts.deleteUpload.run(ino);
+      this.stmts.deleteCache.run(ino);
+    });
+  }
+
+  moveEdge(parent: Ino, name: string, newParent: Ino, newName: string): void {
+    // The moved entry gets a new cookie (it is a new directory entry at the destination).
+    this.transaction(() => {
+      this.stmts.moveEdge.run(newParent, newName, parent, name);
+      this.stmts.bumpEdgeSeq.run();
+    });
+  }
+
+  descendants(dir: Ino): Array<{ rel: string[]; node: NodeRow }> {
+    const out: Array<{ rel: string[]; node: NodeRow }> = [];
+    const walk = (ino: Ino, rel: string[]): void => {
+      let cookie = 0n;
+      for (;;) {
+        const page = this.children(ino, cookie, 1000);
+        for (const c of page) {
+          const r = [...rel, c.name];
+          out.push({ rel: r, node: c.node });
+          if (c.node.type === 'dir') walk(c.node.ino, r);
+        }
+        if (page.length < 1000) break;
+        cookie = page[page.length - 1]!.cookie;
+      }
+    };
+    walk(dir, []);
+    return out;
+  }
+
+  getDirState(ino: Ino): DirState | undefined {
+    const r = this.stmts.getDirState.get(ino) as { complete: bigint; listed_at_ms: bigint } | undefined;
+    return r ? { complete: r.complete !== 0n, listedAtMs: Number(r.listed_at_ms) } : undefined;
+  }
+
+  setDirState(ino: Ino, state: DirState | undefined): void {
+    if (!state) this.stmts.deleteDirState.run(ino);
+    else this.stmts.setDirState.run(ino, state.complete ? 1 : 0, state.listedAtMs);
+  }
+
+  enqueueUpload(ino: Ino, dueMs: number): void {
+    this.stmts.enqueueUpload.run(ino, dueMs, Date.now());
+  }
+
+  getUpload(ino: Ino): UploadEntry | undefined {
+    const r = this.stmts.getUpload.get(ino) as RawUpload | undefined;
+    return r ? toUpload(r) : undefined;
+  }
+
+  dueUploads(nowMs: number, limit: number): UploadEntry[] {
+    return (this.stmts.dueUploads.all(nowMs, limit) as RawUpload[]).map(toUpload);
+  }
+
+  allUploads(): UploadEntry[] {
+    return (this.stmts.allUploads.all() as RawUpload[]).map(toUpload);
+  }
+
+  removeUpload(ino: Ino): void {
+    this.stmts.deleteUpload.run(ino);
+  }
+
+  uploadFailed(ino: Ino, error: string, nextDueMs: number): void {
+    this.stmts.uploadFailed.run(error, nextDueMs, ino);
+  }
+
+  unsyncedNodes(): NodeRow[] {
+    return (this.stmts.unsynced.all() as RawNode[]).map(toNode);
+  }
+
+  nodeCount(): number {
+    return Number((this.stmts.nodeCount.get() as { c: bigint }).c);
+  }
+
+  getMeta(key: string): Buffer | undefined {
+    const r = this.stmts.getMeta.get(key) as { value: Buffer } | undefined;
+    return r?.value;
+  }
+
+  setMeta(key: string, value: Buffer): void {
+    this.stmts.setMeta.run(key, value);
+  }
+
+  // CacheIndex
+  loadAll(): Map<Ino, CacheEntryState> {
+    const out = new Map<Ino, CacheEntryState>();
+    const rows = this.stmts.cacheAll.all() as Array<{
+      ino: bigint;
+      size: bigint;
+      present: string;
+      dirty: string;
+      modified: bigint;
+      last_access_ms: bigint;
+    }>;
+    for (const r of rows) {
+      out.set(Number(r.ino), {
+        size: Number(r.size),
+        present: rangesFromJson(r.present),
+        dirty: rangesFromJson(r.dirty),
+        modified: r.modified !== 0n,
+        lastAccessMs: Number(r.last_access_ms),
+      });
+    }
+    return out;
+  }
+
+  save(ino: Ino, s: CacheEntryState): void {
+    this.stmts.cacheSave.run(ino, s.size, rangesToJson(s.present), rangesToJson(s.dirty), s.modified ? 1 : 0, s.lastAccessMs);
+  }
+
+  remove(ino: Ino): void {
+    this.stmts.deleteCache.run(ino);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+interface RawUpload {
+  ino: bigint;
+  due_ms: bigint;
+  attempts: bigint;
+  last_error: string | null;
+  enqueued_ms: bigint;
+}
+
+function toUpload(r: RawUpload): UploadEntry {
+  return {
+    ino: Number(r.ino),
+    dueMs: Number(r.due_ms),
+    attempts: Number(r.attempts),
+    lastError: r.last_error,
+    enqueuedMs: Number(r.enqueued_ms),
+  };
+}

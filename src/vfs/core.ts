@@ -1,0 +1,894 @@
+/**
+ * The file system core: all file semantics of a share live here; FUSE and NFS are thin adapters.
+ *
+ * Storage is reached only through three interfaces: MetaStore (SQLite: nodes, edges, journal),
+ * DataCache (local cache files) and ObjectStore (the bucket).
+ *
+ * Ordering rules:
+ * - an operation on a directory's entries first awaits tree.ensureListed(dir);
+ * - namespace changes that touch the bucket do so BEFORE the local change, so a backend failure
+ *   leaves the local view unchanged and the caller gets EIO;
+ * - before a namespace change touches an inode's object, uploader.quiesce(ino) (files) or
+ *   uploader.exclusive() (directory renames) guarantees no upload of it is in flight;
+ * - data writes go to the cache only; uploads happen from the journal (cache mode) or at
+ *   flush/fsync (write-through).
+ */
+import type { Attr, Cred, FileType, Ino, SetAttrChanges, StatFs } from '../core/types.js';
+import {
+  NAME_MAX,
+  KEY_MAX,
+  O_ACCMODE,
+  O_APPEND,
+  O_EXCL,
+  O_RDONLY,
+  O_TRUNC,
+  O_WRONLY,
+  R_OK,
+  ROOT_INO,
+  W_OK,
+  X_OK,
+  nowNs,
+} from '../core/types.js';
+import { FsError, errMessage } from '../core/errors.js';
+import type { DataCache } from '../datacache/types.js';
+import type { Logger } from '../log/index.js';
+import type { MetaStore, NewNode, NodeRow } from '../metastore/types.js';
+import type { ObjectStore } from '../objectstore/types.js';
+import { ObjectStoreError } from '../objectstore/types.js';
+import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
+import { inGroup, permits, stickyAllows } from './access.js';
+import { Fetcher } from './fetcher.js';
+import { RemoteTree, type ShareDefaults } from './tree.js';
+import type { Fh, InvalidateEvent, ReaddirResult, Vfs } from './types.js';
+import { Uploader, type UploadStats } from './uploader.js';
+
+export type ShareMode = 'cache' | 'write-through';
+
+export interface CoreVfsOptions {
+  /** Share name (logs). */
+  name: string;
+  /** Key prefix of the share: '' or ending in '/'. */
+  prefix: string;
+  mode: ShareMode;
+  readOnly: boolean;
+  defaults: ShareDefaults;
+  uploadDelayMs: number;
+  uploadConcurrency: number;
+  /** Cache limit (statfs). */
+  cacheLimitBytes: number;
+  meta: MetaStore;
+  cache: DataCache;
+  store: ObjectStore;
+  logger: Logger;
+}
+
+interface Handle {
+  ino: Ino;
+  flags: number;
+  readable: boolean;
+  writable: boolean;
+  append: boolean;
+  /** Sequential read detection for read-ahead. */
+  lastReadEnd: number;
+  seqRun: number;
+}
+
+const READAHEAD_MIN = 1 << 20;
+const READAHEAD_MAX = 64 << 20;
+const DIR_COOKIE_VERIFIER = 1n;
+
+export class CoreVfs implements Vfs {
+  readonly readOnly: boolean;
+  readonly mode: ShareMode;
+  private readonly meta: MetaStore;
+  private readonly cache: DataCache;
+  private readonly store: ObjectStore;
+  private readonly log: Logger;
+  readonly tree: RemoteTree;
+  private readonly fetcher: Fetcher;
+  readonly uploader: Uploader;
+  private readonly handles = new Map<Fh, Handle>();
+  private readonly openCount = new Map<Ino, { all: number; writers: number }>();
+  private readonly listeners = new Set<(ev: InvalidateEvent) => void>();
+  private nextFh = 1;
+  private closed = false;
+
+  constructor(private readonly opts: CoreVfsOptions) {
+    this.readOnly = opts.readOnly;
+    this.mode = opts.mode;
+    this.meta = opts.meta;
+    this.cache = opts.cache;
+    this.store = opts.store;
+    this.log = opts.logger;
+    const onErr = (op: string, key: string, e: unknown): FsError => this.backendError(op, key, e);
+    this.tree = new RemoteTree(this.meta, this.store, opts.prefix, opts.defaults, this.log, onErr);
+    this.fetcher = new Fetcher(this.cache, this.store, onErr);
+    this.uploader = new Uploader(
+      this.meta,
+      this.cache,
+      this.store,
+      this.tree,
+      this.fetcher,
+      { concurrency: opts.uploadConcurrency, delayMs: opts.mode === 'cache' ? opts.uploadDelayMs : 0 },
+      this.log,
+      (ino) => (this.openCount.get(ino)?.writers ?? 0) > 0,
+    );
+  }
+
+  /** Start background work (upload journal recovery and processing). */
+  start(): void {
+    if (!this.readOnly) this.uploader.start();
+  }
+
+  /** Stop: no new uploads; in-flight ones finish. Journal entries stay for the next start. */
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.uploader.stop();
+  }
+
+  uploadStats(): UploadStats {
+    return this.uploader.stats();
+  }
+
+  /** Wait until every journaled change is in the bucket. */
+  async flushAll(timeoutMs: number): Promise<void> {
+    await this.uploader.drain(timeoutMs);
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  /** One log line naming the key and the S3 error; the caller gets EIO (or a precise errno). */
+  private backendError(op: string, key: string, e: unknown): FsError {
+    if (e instanceof FsError) return e;
+    const code = e instanceof ObjectStoreError && e.kind === 'not-found' ? 'ENOENT' : 'EIO';
+    if (code === 'EIO') this.log.error('object store request failed', { op, key, error: errMessage(e) });
+    return new FsError(code, op, key, { cause: e, message: `${op} ${key}: ${errMessage(e)}` });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private node(ino: Ino, op: string): NodeRow {
+    const n = this.meta.getNode(ino);
+    if (!n) throw new FsError('ENOENT', op, `ino ${ino}`);
+    return n;
+  }
+
+  private async loaded(ino: Ino, op: string): Promise<NodeRow> {
+    return this.tree.ensureMeta(this.node(ino, op));
+  }
+
+  private async dir(cred: Cred, ino: Ino, op: string, mask: number): Promise<NodeRow> {
+    const d = await this.loaded(ino, op);
+    if (d.type !== 'dir') throw new FsError('ENOTDIR', op, this.tree.pathOf(ino));
+    if (!permits(cred, d, mask)) throw new FsError('EACCES', op, this.tree.pathOf(ino));
+    return d;
+  }
+
+  private checkName(name: string, op: string): void {
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+      throw new FsError('EINVAL', op, name);
+    }
+    if (name.includes('\uFFFD')) throw new FsError('EILSEQ', op, name);
+    if (Buffer.byteLength(name, 'utf8') > NAME_MAX) throw new FsError('ENAMETOOLONG', op, name);
+  }
+
+  private checkKeyLength(parent: Ino, name: string, op: string, dir: boolean): string {
+    const seg = this.tree.segments(parent);
+    if (!seg) throw new FsError('ENOENT', op, name);
+    const key = this.tree.keyOfSegments([...seg, name], dir);
+    if (Buffer.byteLength(key, 'utf8') > KEY_MAX) throw new FsError('ENAMETOOLONG', op, name);
+    return key;
+  }
+
+  private writable(op: string): void {
+    if (this.readOnly) throw new FsError('EROFS', op);
+  }
+
+  toAttr(n: NodeRow): Attr {
+    return {
+      ino: n.ino,
+      generation: n.generation,
+      type: n.type,
+      mode: n.mode & 0o7777,
+      uid: n.uid,
+      gid: n.gid,
+      size: n.type === 'dir' ? 4096 : n.size,
+      nlink: 1,
+      atimeNs: n.atimeNs,
+      mtimeNs: n.mtimeNs,
+      ctimeNs: n.ctimeNs,
+    };
+  }
+
+  private emit(ev: InvalidateEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(ev);
+      } catch (e) {
+        this.log.warn('invalidation listener failed', { error: errMessage(e) });
+      }
+    }
+  }
+
+  onInvalidate(listener: (ev: InvalidateEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private touchDir(ino: Ino): void {
+    const t = nowNs();
+    this.meta.updateNode(ino, { mtimeNs: t, ctimeNs: t });
+  }
+
+  // ---------------------------------------------------------------- lookup / attributes
+
+  async lookup(cred: Cred, parent: Ino, name: string): Promise<Attr> {
+    this.checkName(name, 'lookup');
+    const d = await this.dir(cred, parent, 'lookup', X_OK);
+    await this.tree.ensureListed(d);
+    const n = this.meta.lookup(parent, name);
+    if (!n) throw new FsError('ENOENT', 'lookup', name);
+    return this.toAttr(await this.tree.ensureMeta(n));
+  }
+
+  async getattr(_cred: Cred, ino: Ino): Promise<Attr> {
+    return this.toAttr(await this.loaded(ino, 'getattr'));
+  }
+
+  async access(cred: Cred, ino: Ino, mask: number): Promise<void> {
+    const n = await this.loaded(ino, 'access');
+    if ((mask & W_OK) !== 0 && this.readOnly) throw new FsError('EROFS', 'access', this.tree.pathOf(ino));
+    if (!permits(cred, n, mask)) throw new FsError('EACCES', 'access', this.tree.pathOf(ino));
+  }
+
+  async setattr(cred: Cred, ino: Ino, ch: SetAttrChanges, fh?: Fh): Promise<Attr> {
+    this.writable('setattr');
+    const n = await this.loaded(ino, 'setattr');
+    const path = this.tree.pathOf(ino);
+    const isOwner = cred.uid === 0 || cred.uid === n.uid;
+    const upd: Partial<NewNode> = {};
+    const t = nowNs();
+    let metaChanged = false;
+
+    if (ch.mode !== undefined) {
+      if (!isOwner) throw new FsError('EPERM', 'chmod', path);
+      if (ino === ROOT_INO && this.opts.prefix === '') throw new FsError('EPERM', 'chmod', '/');
+      let mode = ch.mode & 0o7777;
+      // Like Linux: a non-root caller outside the file's group loses the setgid bit.
+      if (cred.uid !== 0 && !inGroup(cred, ch.gid ?? n.gid)) mode &= ~0o2000;
+      upd.mode = mode;
+      metaChanged = true;
+    }
+    if (ch.uid !== undefined || ch.gid !== undefined) {
+      if (ino === ROOT_INO && this.opts.prefix === '') throw new FsError('EPERM', 'chown', '/');
+      const uidChange = ch.uid !== undefined && ch.uid !== n.uid;
+      const gidChange = ch.gid !== undefined && ch.gid !== n.gid;
+      if (cred.uid !== 0) {
+        if (uidChange) throw new FsError('EPERM', 'chown', path);
+        if (gidChange && (cred.uid !== n.uid || !inGroup(cred, ch.gid!))) throw new FsError('EPERM', 'chown', path);
+      }
+      if (ch.uid !== undefined) upd.uid = ch.uid;
+      if (ch.gid !== undefined) upd.gid = ch.gid;
+      // chown by non-root clears setuid/setgid on files, as Linux does.
+      if ((uidChange || gidChange) && n.type === 'file' && cred.uid !== 0) upd.mode = (upd.mode ?? n.mode) & ~0o6000;
+      metaChanged = true;
+    }
+    const handle = fh !== undefined ? this.handles.get(fh) : undefined;
+    if (ch.size !== undefined) {
+      if (n.type === 'dir') throw new FsError('EISDIR', 'truncate', path);
+      if (n.type !== 'file') throw new FsError('EINVAL', 'truncate', path);
+      if (!(handle?.writable ?? false) && !permits(cred, n, W_OK)) throw new FsError('EACCES', 'truncate', path);
+      if (ch.size < 0 || !Number.isSafeInteger(ch.size)) throw new FsError('EINVAL', 'truncate', path);
+      if (ch.size > 5 * 1024 ** 4) throw new FsError('EFBIG', 'truncate', path);
+      await this.truncateData(n, ch.size);
+      upd.size = ch.size;
+      upd.mtimeNs = t;
+      upd.state = 'dirty';
+    }
+    for (const which of ['atimeNs', 'mtimeNs'] as const) {
+      const v = ch[which];
+      if (v === undefined) continue;
+      if (v === 'now') {
+        if (!isOwner && !permits(cred, n, W_OK)) throw new FsError('EACCES', 'utimens', path);
+        upd[which] = t;
+      } else {
+        if (!isOwner) throw new FsError('EPERM', 'utimens', path);
+        upd[which] = v;
+      }
+      metaChanged = true;
+    }
+    upd.ctimeNs = t;
+    if (metaChanged && n.state === 'clean' && upd.state === undefined) upd.state = n.type === 'dir' ? 'clean' : 'meta';
+
+    const rootOfBucket = ino === ROOT_INO && this.opts.prefix === '';
+    if (n.type === 'dir' && metaChanged && !rootOfBucket) {
+      // Directories: the marker object carries the attributes (created if the dir was a bare prefix).
+      const merged = { ...n, ...upd };
+      const key = this.tree.keyOf(ino, 'dir');
+      if (key === undefined) throw new FsError('ENOENT', 'setattr', path);
+      try {
+        await this.store.put(key, Buffer.alloc(0), {
+          metadata: encodePosixMeta({
+            type: 'dir',
+            mode: merged.mode,
+            uid: merged.uid,
+            gid: merged.gid,
+            mtimeNs: merged.mtimeNs,
+            atimeNs: merged.atimeNs,
+          }),
+          contentType: DIR_CONTENT_TYPE,
+        });
+      } catch (e) {
+        throw this.backendError('put', key, e);
+      }
+      upd.hasMarker = true;
+      upd.state = 'clean';
+    }
+    this.meta.updateNode(ino, upd);
+    this.uploader.touch(ino);
+    if (n.type !== 'dir' && (upd.state === 'meta' || upd.state === 'dirty')) await this.afterChange(ino);
+    return this.toAttr(this.node(ino, 'setattr'));
+  }
+
+  /**
+   * A file changed outside an open-for-write handle (setattr) or a handle was closed: make the
+   * change reach the bucket according to the mode.
+   */
+  private async afterChange(ino: Ino): Promise<void> {
+    const open = this.openCount.get(ino);
+    if ((open?.writers ?? 0) > 0) return; // the writer's close takes care of it
+    if (this.mode === 'write-through') await this.uploader.uploadNow(ino);
+    else this.uploader.schedule(ino);
+  }
+
+  private async truncateData(n: NodeRow, size: number): Promise<void> {
+    this.cache.ensure(n.ino, n.remoteSize ?? n.size);
+    if ((this.cache.size(n.ino) ?? n.size) !== n.size) {
+      // Cache entry and node disagree (should not happen): the node is authoritative.
+      this.log.warn('cache size differs from node size', { ino: n.ino, node: n.size, cache: this.cache.size(n.ino) });
+    }
+    await this.cache.truncate(n.ino, size);
+  }
+
+  // ---------------------------------------------------------------- directories
+
+  async readdir(cred: Cred, ino: Ino, cookie: bigint, limit: number): Promise<ReaddirResult> {
+    const d = await this.dir(cred, ino, 'readdir', R_OK);
+    await this.tree.ensureListed(d);
+    const rows = this.meta.children(ino, cookie, limit + 1);
+    const page = rows.slice(0, limit);
+    // Metadata of entries seen only in a listing is loaded in parallel (bounded) for this page,
+    // and prefetched for the rest of the directory.
+    this.tree.prefetchMeta(this.meta.children(ino, page[page.length - 1]?.cookie ?? cookie, 2000).map((r) => r.node));
+    const entries = await Promise.all(
+      page.map(async (r) => {
+        const n = r.node.metaLoaded ? r.node : await this.tree.ensureMeta(r.node).catch(() => undefined);
+        return n ? { name: r.name, attr: this.toAttr(n), cookie: r.cookie } : undefined;
+      }),
+    );
+    return {
+      entries: entries.filter((e): e is NonNullable<typeof e> => e !== undefined),
+      eof: rows.length <= limit,
+      verifier: DIR_COOKIE_VERIFIER,
+    };
+  }
+
+  async mkdir(cred: Cred, parent: Ino, name: string, mode: number): Promise<Attr> {
+    this.checkName(name, 'mkdir');
+    this.writable('mkdir');
+    const d = await this.dir(cred, parent, 'mkdir', W_OK | X_OK);
+    await this.tree.ensureListed(d);
+    if (this.meta.lookup(parent, name)) throw new FsError('EEXIST', 'mkdir', name);
+    const key = this.checkKeyLength(parent, name, 'mkdir', true);
+    const t = nowNs();
+    const gid = (d.mode & 0o2000) !== 0 ? d.gid : cred.gid;
+    const m = (mode & 0o7777) | ((d.mode & 0o2000) !== 0 ? 0o2000 : 0);
+    try {
+      await this.store.put(key, Buffer.alloc(0), {
+        metadata: encodePosixMeta({ type: 'dir', mode: m, uid: cred.uid, gid, mtimeNs: t, atimeNs: t }),
+        contentType: DIR_CONTENT_TYPE,
+      });
+    } catch (e) {
+      throw this.backendError('put', key, e);
+    }
+    if (this.meta.lookup(parent, name)) throw new FsError('EEXIST', 'mkdir', name);
+    const n = this.meta.transaction(() => {
+      const created = this.meta.createChild(parent, name, {
+        ...this.fresh('dir', m, cred.uid, gid, t),
+        remoteKey: key,
+        state: 'clean',
+        hasMarker: true,
+      });
+      this.meta.setDirState(created.ino, { complete: true, listedAtMs: Date.now() });
+      this.touchDir(parent);
+      return created;
+    });
+    return this.toAttr(n);
+  }
+
+  private fresh(type: FileType, mode: number, uid: number, gid: number, t: bigint): NewNode {
+    return {
+      type,
+      mode: mode & 0o7777,
+      uid,
+      gid,
+      size: 0,
+      atimeNs: t,
+      mtimeNs: t,
+      ctimeNs: t,
+      remoteKey: null,
+      etag: null,
+      remoteSize: null,
+      state: 'dirty',
+      symlink: null,
+      metaLoaded: true,
+      hasMarker: false,
+    };
+  }
+
+  async rmdir(cred: Cred, parent: Ino, name: string): Promise<void> {
+    this.checkName(name, 'rmdir');
+    this.writable('rmdir');
+    const d = await this.dir(cred, parent, 'rmdir', W_OK | X_OK);
+    await this.tree.ensureListed(d);
+    const n0 = this.meta.lookup(parent, name);
+    if (!n0) throw new FsError('ENOENT', 'rmdir', name);
+    const n = await this.tree.ensureMeta(n0);
+    if (n.type !== 'dir') throw new FsError('ENOTDIR', 'rmdir', name);
+    if (!stickyAllows(cred, d, n)) throw new FsError('EPERM', 'rmdir', name);
+    await this.tree.ensureListed(n);
+    if (this.meta.childCount(n.ino) > 0) throw new FsError('ENOTEMPTY', 'rmdir', this.tree.pathOf(n.ino));
+    const key = this.tree.keyOf(n.ino, 'dir');
+    if (key === undefined) throw new FsError('ENOENT', 'rmdir', name);
+    await this.uploader.quiesce(n.ino);
+    try {
+      await this.store.delete([key]);
+    } catch (e) {
+      throw this.backendError('delete', key, e);
+    }
+    this.meta.transaction(() => {
+      this.meta.removeEdge(parent, name);
+      this.meta.deleteNode(n.ino);
+      this.touchDir(parent);
+    });
+  }
+
+  // ---------------------------------------------------------------- files
+
+  private addOpen(ino: Ino, writer: boolean): void {
+    const c = this.openCount.get(ino) ?? { all: 0, writers: 0 };
+    c.all++;
+    if (writer) c.writers++;
+    this.openCount.set(ino, c);
+    this.cache.pin(ino);
+  }
+
+  private newHandle(ino: Ino, flags: number): Fh {
+    const acc = flags & O_ACCMODE;
+    const h: Handle = {
+      ino,
+      flags,
+      readable: acc !== O_WRONLY,
+      writable: acc !== O_RDONLY,
+      append: (flags & O_APPEND) !== 0,
+      lastReadEnd: -1,
+      seqRun: 0,
+    };
+    const fh = this.nextFh++;
+    this.handles.set(fh, h);
+    this.addOpen(ino, h.writable);
+    return fh;
+  }
+
+  async open(cred: Cred, ino: Ino, flags: number): Promise<Fh> {
+    const n = await this.loaded(ino, 'open');
+    const acc = flags & O_ACCMODE;
+    const wantWrite = acc !== O_RDONLY || (flags & O_TRUNC) !== 0;
+    if (n.type === 'dir' && wantWrite) throw new FsError('EISDIR', 'open', this.tree.pathOf(ino));
+    if (wantWrite) this.writable('open');
+    const mask = (acc !== O_WRONLY ? R_OK : 0) | (wantWrite ? W_OK : 0);
+    if (!permits(cred, n, mask)) throw new FsError('EACCES', 'open', this.tree.pathOf(ino));
+    if (n.type === 'file' && (flags & O_TRUNC) !== 0 && n.size !== 0) {
+      await this.truncateData(n, 0);
+      const t = nowNs();
+      this.meta.updateNode(ino, { size: 0, mtimeNs: t, ctimeNs: t, state: 'dirty' });
+      this.uploader.touch(ino);
+    }
+    return this.newHandle(ino, flags);
+  }
+
+  async create(cred: Cred, parent: Ino, name: string, mode: number, flags: number): Promise<{ attr: Attr; fh: Fh }> {
+    this.checkName(name, 'create');
+    this.writable('create');
+    const d = await this.dir(cred, parent, 'create', X_OK);
+    await this.tree.ensureListed(d);
+    const existing = this.meta.lookup(parent, name);
+    if (existing) {
+      if ((flags & O_EXCL) !== 0) throw new FsError('EEXIST', 'create', name);
+      if (existing.type === 'dir') throw new FsError('EISDIR', 'create', name);
+      const fh = await this.open(cred, existing.ino, flags);
+      return { attr: await this.getattr(cred, existing.ino), fh };
+    }
+    if (!permits(cred, d, W_OK)) throw new FsError('EACCES', 'create', name);
+    this.checkKeyLength(parent, name, 'create', false);
+    const t = nowNs();
+    const gid = (d.mode & 0o2000) !== 0 ? d.gid : cred.gid;
+    const n = this.meta.transaction(() => {
+      const created = this.meta.createChild(parent, name, this.fresh('file', mode, cred.uid, gid, t));
+      this.touchDir(parent);
+      return created;
+    });
+    this.cache.ensure(n.ino, 0);
+    this.uploader.touch(n.ino);
+    const fh = this.newHandle(n.ino, flags);
+    return { attr: this.toAttr(n), fh };
+  }
+
+  private handle(fh: Fh, op: string): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF', op);
+    return h;
+  }
+
+  async read(fh: Fh, offset: number, length: number): Promise<Buffer> {
+    const h = this.handle(fh, 'read');
+    if (!h.readable) throw new FsError('EBADF', 'read');
+    const n = this.node(h.ino, 'read');
+    if (n.type === 'symlink') throw new FsError('EINVAL', 'read');
+    if (offset >= n.size || length <= 0) return Buffer.alloc(0);
+    const len = Math.min(length, n.size - offset);
+    // Read-ahead grows while the handle reads sequentially; random reads fetch only their blocks.
+    if (offset === h.lastReadEnd) h.seqRun++;
+    else h.seqRun = 0;
+    h.lastReadEnd = offset + len;
+    if (!this.cache.has(n.ino)) this.cache.ensure(n.ino, n.size);
+    if (this.cache.missing(n.ino, offset, len).length > 0 || (h.seqRun > 1 && n.remoteKey !== null)) {
+      if (n.remoteKey === null) throw new FsError('EIO', 'read', this.tree.pathOf(n.ino), { message: 'cached data lost' });
+      const ra = h.seqRun > 1 ? Math.min(READAHEAD_MAX, READAHEAD_MIN * 2 ** Math.min(h.seqRun - 2, 6)) : 0;
+      await this.fetcher.ensure(
+        { ino: n.ino, key: n.remoteKey, etag: n.etag, size: Math.min(n.remoteSize ?? n.size, n.size) },
+        offset,
+        len,
+        ra,
+      );
+    }
+    return this.cache.read(n.ino, offset, len);
+  }
+
+  async write(fh: Fh, offset: number, data: Buffer): Promise<number> {
+    const h = this.handle(fh, 'write');
+    if (!h.writable) throw new FsError('EBADF', 'write');
+    const n = this.node(h.ino, 'write');
+    if (!this.cache.has(n.ino)) this.cache.ensure(n.ino, n.remoteSize ?? n.size);
+    const off = h.append ? (this.cache.size(n.ino) ?? n.size) : offset;
+    if (off + data.length > 5 * 1024 ** 4) throw new FsError('EFBIG', 'write', this.tree.pathOf(n.ino));
+    await this.cache.write(n.ino, off, data);
+    const t = nowNs();
+    this.meta.updateNode(n.ino, { size: this.cache.size(n.ino) ?? off + data.length, mtimeNs: t, ctimeNs: t, state: 'dirty' });
+    this.uploader.touch(n.ino);
+    return data.length;
+  }
+
+  async flush(fh: Fh): Promise<void> {
+    const h = this.handle(fh, 'flush');
+    await this.commitInode(h.ino, false);
+  }
+
+  async fsync(fh: Fh, _datasync: boolean): Promise<void> {
+    const h = this.handle(fh, 'fsync');
+    await this.commitInode(h.ino, true);
+  }
+
+  async commit(_cred: Cred, ino: Ino): Promise<void> {
+    this.node(ino, 'commit');
+    await this.commitInode(ino, true);
+  }
+
+  /**
+   * Durability point. write-through: the object is in the bucket when this returns.
+   * cache: the journal entry is committed (survives a crash of the daemon); with `sync`, the
+   * cached data is also fsync'ed to the local disk.
+   */
+  private async commitInode(ino: Ino, sync: boolean): Promise<void> {
+    const n = this.meta.getNode(ino);
+    if (!n || n.state === 'clean' || this.readOnly) return;
+    if (this.mode === 'write-through') {
+      await this.uploader.uploadNow(ino);
+      return;
+    }
+    if (n.type === 'file' && this.cache.has(ino) && (sync || this.cache.isDirty(ino))) await this.cache.persist(ino);
+    this.uploader.schedule(ino);
+  }
+
+  async release(fh: Fh): Promise<void> {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    const c = this.openCount.get(h.ino);
+    if (c) {
+      c.all--;
+      if (h.writable) c.writers--;
+      if (c.all <= 0) this.openCount.delete(h.ino);
+    }
+    this.cache.unpin(h.ino);
+    const n = this.meta.getNode(h.ino);
+    if (!n) return;
+    if (!this.meta.parentOf(h.ino) && h.ino !== ROOT_INO) {
+      // Unlinked while open: the last close frees it.
+      if (!this.openCount.has(h.ino)) {
+        this.meta.deleteNode(h.ino);
+        await this.cache.drop(h.ino);
+      }
+      return;
+    }
+    if (h.writable && n.state !== 'clean' && this.mode === 'cache') this.uploader.schedule(h.ino);
+  }
+
+  // ---------------------------------------------------------------- namespace
+
+  async unlink(cred: Cred, parent: Ino, name: string): Promise<void> {
+    this.checkName(name, 'unlink');
+    this.writable('unlink');
+    const d = await this.dir(cred, parent, 'unlink', W_OK | X_OK);
+    await this.tree.ensureListed(d);
+    const n = this.meta.lookup(parent, name);
+    if (!n) throw new FsError('ENOENT', 'unlink', name);
+    if (n.type === 'dir') throw new FsError('EISDIR', 'unlink', name);
+    const full = await this.tree.ensureMeta(n);
+    if (!stickyAllows(cred, d, full)) throw new FsError('EPERM', 'unlink', name);
+    await this.uploader.quiesce(n.ino);
+    const cur = this.meta.getNode(n.ino) ?? n;
+    const key = this.tree.keyOf(n.ino, n.type);
+    const keys = [...new Set([cur.remoteKey, key].filter((k): k is string => typeof k === 'string'))];
+    try {
+      if (keys.length > 0) await this.store.delete(keys);
+    } catch (e) {
+      throw this.backendError('delete', keys.join(','), e);
+    }
+    const stillOpen = this.openCount.has(n.ino);
+    this.meta.transaction(() => {
+      this.meta.removeEdge(parent, name);
+      this.meta.removeUpload(n.ino);
+      if (!stillOpen) this.meta.deleteNode(n.ino);
+      else this.meta.updateNode(n.ino, { remoteKey: null, etag: null, state: 'clean' });
+      this.touchDir(parent);
+    });
+    if (!stillOpen) await this.cache.drop(n.ino);
+  }
+
+  async symlink(cred: Cred, parent: Ino, name: string, target: string): Promise<Attr> {
+    this.checkName(name, 'symlink');
+    this.writable('symlink');
+    if (target.length === 0 || Buffer.byteLength(target) > 4095) throw new FsError('ENAMETOOLONG', 'symlink', name);
+    const d = await this.dir(cred, parent, 'symlink', W_OK | X_OK);
+    await this.tree.ensureListed(d);
+    if (this.meta.lookup(parent, name)) throw new FsError('EEXIST', 'symlink', name);
+    const key = this.checkKeyLength(parent, name, 'symlink', false);
+    const t = nowNs();
+    const body = Buffer.from(target, 'utf8');
+    let etag: string;
+    try {
+      etag = (
+        await this.store.put(key, body, {
+          metadata: encodePosixMeta({ type: 'symlink', mode: 0o777, uid: cred.uid, gid: cred.gid, mtimeNs: t, atimeNs: t }),
+        })
+      ).etag;
+    } catch (e) {
+      throw this.backendError('put', key, e);
+    }
+    if (this.meta.lookup(parent, name)) throw new FsError('EEXIST', 'symlink', name);
+    const n = this.meta.transaction(() => {
+      const created = this.meta.createChild(parent, name, {
+        ...this.fresh('symlink', 0o777, cred.uid, cred.gid, t),
+        size: body.length,
+        symlink: target,
+        remoteKey: key,
+        etag,
+        remoteSize: body.length,
+        state: 'clean',
+      });
+      this.touchDir(parent);
+      return created;
+    });
+    return this.toAttr(n);
+  }
+
+  async readlink(_cred: Cred, ino: Ino): Promise<string> {
+    const n = await this.loaded(ino, 'readlink');
+    if (n.type !== 'symlink') throw new FsError('EINVAL', 'readlink', this.tree.pathOf(ino));
+    if (n.symlink !== null) return n.symlink;
+    if (n.remoteKey === null) throw new FsError('EIO', 'readlink', this.tree.pathOf(ino));
+    let target: string;
+    try {
+      target = (await this.store.getRange(n.remoteKey, 0, n.remoteSize ?? n.size)).toString('utf8');
+    } catch (e) {
+      throw this.backendError('get', n.remoteKey, e);
+    }
+    this.meta.updateNode(ino, { symlink: target });
+    return target;
+  }
+
+  async link(cred: Cred, ino: Ino, newParent: Ino, newName: string): Promise<Attr> {
+    this.checkName(newName, 'link');
+    this.node(ino, 'link');
+    await this.dir(cred, newParent, 'link', X_OK);
+    throw new FsError('EPERM', 'link', newName, { message: 'hard links are not supported' });
+  }
+
+  async statfs(_cred: Cred): Promise<StatFs> {
+    // A bucket has no fixed capacity: report a large file system, with the cache's state folded in.
+    const bsize = 4096;
+    const total = 1024 ** 5 / bsize; // 1 PiB
+    const u = this.cache.usage();
+    const used = Math.ceil(u.dirtyBytes / bsize);
+    return {
+      bsize,
+      frsize: bsize,
+      blocks: total,
+      bfree: total - used,
+      bavail: total - used,
+      files: 1e9,
+      ffree: 1e9 - this.meta.nodeCount(),
+      namemax: NAME_MAX,
+    };
+  }
+
+  async rename(cred: Cred, parent: Ino, name: string, newParent: Ino, newName: string): Promise<void> {
+    this.checkName(name, 'rename');
+    this.checkName(newName, 'rename');
+    this.writable('rename');
+    const sd = await this.dir(cred, parent, 'rename', W_OK | X_OK);
+    const dd = await this.dir(cred, newParent, 'rename', W_OK | X_OK);
+    await this.tree.ensureListed(sd);
+    await this.tree.ensureListed(dd);
+    const s0 = this.meta.lookup(parent, name);
+    if (!s0) throw new FsError('ENOENT', 'rename', name);
+    const src = await this.tree.ensureMeta(s0);
+    if (!stickyAllows(cred, sd, src)) throw new FsError('EPERM', 'rename', name);
+    const d0 = this.meta.lookup(newParent, newName);
+    const dst = d0 ? await this.tree.ensureMeta(d0) : undefined;
+    if (dst && dst.ino === src.ino) return;
+    if (dst && !stickyAllows(cred, dd, dst)) throw new FsError('EPERM', 'rename', newName);
+    if (src.type === 'dir') {
+      // Not into itself or below itself.
+      for (let cur: Ino | undefined = newParent; cur !== undefined && cur !== ROOT_INO; cur = this.meta.parentOf(cur)?.parent) {
+        if (cur === src.ino) throw new FsError('EINVAL', 'rename', name);
+      }
+      if (dst) {
+        if (dst.type !== 'dir') throw new FsError('ENOTDIR', 'rename', newName);
+        await this.tree.ensureListed(dst);
+        if (this.meta.childCount(dst.ino) > 0) throw new FsError('ENOTEMPTY', 'rename', newName);
+      }
+    } else if (dst?.type === 'dir') {
+      throw new FsError('EISDIR', 'rename', newName);
+    }
+    const newKey = this.checkKeyLength(newParent, newName, 'rename', src.type === 'dir');
+
+    if (src.type === 'dir') {
+      await this.uploader.exclusive(() => this.renameDir(src, dst, parent, name, newParent, newName, newKey));
+    } else {
+      await this.uploader.quiesce(src.ino);
+      if (dst) await this.uploader.quiesce(dst.ino);
+      await this.renameFile(src, dst, parent, name, newParent, newName, newKey);
+    }
+    this.emit({ kind: 'entry', parent, name });
+  }
+
+  private async renameFile(
+    src0: NodeRow,
+    dst: NodeRow | undefined,
+    parent: Ino,
+    name: string,
+    newParent: Ino,
+    newName: string,
+    newKey: string,
+  ): Promise<void> {
+    const src = this.meta.getNode(src0.ino) ?? src0;
+    const oldKey = this.tree.keyOf(src.ino, src.type);
+    let remote: { remoteKey: string | null; etag: string | null } = { remoteKey: src.remoteKey, etag: src.etag };
+    try {
+      if (src.remoteKey !== null) {
+        // Server-side copy of the bucket's copy (even for a dirty file, whose unread ranges live
+        // only there), then delete the old key. Metadata travels with the copy.
+        const meta = encodePosixMeta({
+          type: src.type,
+          mode: src.mode,
+          uid: src.uid,
+          gid: src.gid,
+          mtimeNs: src.mtimeNs,
+          atimeNs: src.atimeNs,
+        });
+        const r = await this.store.copy(src.remoteKey, newKey, {
+          size: src.remoteSize ?? src.size,
+          metadata: meta,
+        });
+        remote = { remoteKey: newKey, etag: r.etag };
+      } else if (dst?.remoteKey) {
+        // The destination's object must not survive under the new name.
+        await this.store.delete([dst.remoteKey]);
+      }
+      const stale = [src.remoteKey, oldKey].filter((k): k is string => typeof k === 'string' && k !== newKey);
+      if (stale.length > 0) await this.store.delete([...new Set(stale)]);
+    } catch (e) {
+      throw this.backendError('rename', oldKey ?? name, e);
+    }
+    const dstOpen = dst ? this.openCount.has(dst.ino) : false;
+    this.meta.transaction(() => {
+      if (dst) {
+        this.meta.removeEdge(newParent, newName);
+        this.meta.removeUpload(dst.ino);
+        if (!dstOpen) this.meta.deleteNode(dst.ino);
+        else this.meta.updateNode(dst.ino, { remoteKey: null, etag: null, state: 'clean' });
+      }
+      this.meta.moveEdge(parent, name, newParent, newName);
+      const meta = src.state === 'meta' ? { state: 'clean' as const } : {};
+      this.meta.updateNode(src.ino, { ...remote, ctimeNs: nowNs(), ...meta });
+      this.touchDir(parent);
+      if (newParent !== parent) this.touchDir(newParent);
+    });
+    this.uploader.touch(src.ino);
+    if (dst && !dstOpen) await this.cache.drop(dst.ino);
+    // A dirty file uploads to its new key later (cache mode) or now (write-through).
+    if (src.state === 'dirty' && !this.openCount.has(src.ino)) await this.afterChange(src.ino);
+  }
+
+  private async renameDir(
+    src: NodeRow,
+    dst: NodeRow | undefined,
+    parent: Ino,
+    name: string,
+    newParent: Ino,
+    newName: string,
+    newKey: string,
+  ): Promise<void> {
+    const oldKey = this.tree.keyOf(src.ino, 'dir');
+    if (oldKey === undefined) throw new FsError('ENOENT', 'rename', name);
+    // Every object below the old prefix, whether this gateway has listed it or not.
+    const moved: Array<{ from: string; to: string; size: number }> = [];
+    try {
+      let token: string | undefined;
+      do {
+        const page = await this.store.list(oldKey, token ? { token } : {});
+        for (const o of page.objects) moved.push({ from: o.key, to: newKey + o.key.slice(oldKey.length), size: o.size });
+        token = page.nextToken;
+      } while (token);
+      if (dst) await this.store.delete([newKey]);
+      // Copy everything first, then delete: a failure halfway leaves both trees, never neither.
+      const copies = new Map<string, string>();
+      const queue = [...moved];
+      const worker = async (): Promise<void> => {
+        for (let m = queue.shift(); m; m = queue.shift()) {
+          const r = await this.store.copy(m.from, m.to, { size: m.size });
+          copies.set(m.from, r.etag);
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      for (let i = 0; i < moved.length; i += 1000) await this.store.delete(moved.slice(i, i + 1000).map((m) => m.from));
+      this.meta.transaction(() => {
+        for (const d of this.meta.descendants(src.ino)) {
+          const rk = d.node.remoteKey;
+          if (rk !== null && rk.startsWith(oldKey)) {
+            const to = newKey + rk.slice(oldKey.length);
+            this.meta.updateNode(d.node.ino, { remoteKey: to, etag: copies.get(rk) ?? d.node.etag });
+          }
+        }
+        if (src.remoteKey !== null) this.meta.updateNode(src.ino, { remoteKey: newKey });
+        if (dst) {
+          this.meta.removeEdge(newParent, newName);
+          this.meta.deleteNode(dst.ino);
+        }
+        this.meta.moveEdge(parent, name, newParent, newName);
+        this.meta.updateNode(src.ino, { ctimeNs: nowNs() });
+        this.touchDir(parent);
+        if (newParent !== parent) this.touchDir(newParent);
+        // Dirty files below upload to their new keys.
+        for (const d of this.meta.descendants(src.ino)) {
+          if (d.node.state !== 'clean') this.meta.enqueueUpload(d.node.ino, Date.now());
+        }
+      });
+    } catch (e) {
+      throw this.backendError('rename', oldKey, e);
+    }
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Brings byte ranges of an object into the data cache with ranged GETs.
+ *
+ * The file is cut into aligned blocks; a missing block is fetched once however many readers want
+ * it (in-flight map), consecutive missing blocks go out as one GET of up to `maxGetBytes`, and at
+ * most `parallel` GETs run at once per share. Callers await only the blocks they need; read-ahead
+ * blocks are fetched in the background.
+ */
+import type { Ino } from '../core/types.js';
+import type { FsError } from '../core/errors.js';
+import type { DataCache } from '../datacache/types.js';
+import type { ObjectStore } from '../objectstore/types.js';
+import { Limiter } from './limiter.js';
+
+export interface RemoteSource {
+  ino: Ino;
+  key: string;
+  etag: string | null;
+  /** Size of the remote object; nothing at or past it is fetched. */
+  size: number;
+}
+
+export class Fetcher {
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly limiter: Limiter;
+
+  constructor(
+    private readonly cache: DataCache,
+    private readonly store: ObjectStore,
+    private readonly onBackendError: (op: string, key: string, err: unknown) => FsError,
+    readonly blockSize = 1 << 20,
+    private readonly maxGetBytes = 8 << 20,
+    parallel = 16,
+  ) {
+    this.limiter = new Limiter(parallel);
+  }
+
+  /**
+   * Ensure [offset, offset+length) is present (clipped to the remote size), and start fetching
+   * `readahead` further bytes in the background.
+   */
+  async ensure(src: RemoteSource, offset: number, length: number, readahead = 0): Promise<void> {
+    const end = Math.min(offset + length, src.size);
+    const wait = end > offset ? this.schedule(src, offset, end) : [];
+    if (readahead > 0) {
+      const raEnd = Math.min(end + readahead, src.size);
+      if (raEnd > end) for (const p of this.schedule(src, end, raEnd)) p.catch(() => undefined);
+    }
+    await Promise.all(wait);
+  }
+
+  private schedule(src: RemoteSource, start: number, end: number): Promise<void>[] {
+    const B = this.blockSize;
+    const first = Math.floor(start / B);
+    const last = Math.floor((end - 1) / B);
+    const waits: Promise<void>[] = [];
+    let run: number[] = [];
+    const flush = (): void => {
+      if (run.length === 0) return;
+      const blocks = run;
+      run = [];
+      const s = blocks[0]! * B;
+      const e = Math.min((blocks[blocks.length - 1]! + 1) * B, src.size);
+      const p = this.limiter.run(() => this.fetch(src, s, e));
+      for (const b of blocks) {
+        const k = `${src.ino}:${b}`;
+        const q = p.finally(() => this.inflight.delete(k));
+        q.catch(() => undefined);
+        this.inflight.set(k, q);
+      }
+      waits.push(p);
+    };
+    for (let b = first; b <= last; b++) {
+      const k = `${src.ino}:${b}`;
+      const existing = this.inflight.get(k);
+      if (existing) {
+        flush();
+        waits.push(existing);
+        continue;
+      }
+      const bs = b * B;
+      if (this.cache.missing(src.ino, bs, Math.min(B, src.size - bs)).length === 0) {
+        flush();
+        continue;
+      }
+      run.push(b);
+      if ((run.length + 1) * B > this.maxGetBytes) flush();
+    }
+    flush();
+    return waits;
+  }
+
+  private async fetch(src: RemoteSource, start: number, end: number): Promise<void> {
+    let data: Buffer;
+    try {
+      data = await this.store.getRange(src.key, start, end, src.etag ? { ifMatch: src.etag } : undefined);
+    } catch (e) {
+      throw this.onBackendError('get', src.key, e);
+    }
+    if (data.length > 0) await this.cache.fill(src.ino, start, data);
+  }
+}

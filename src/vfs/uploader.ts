@@ -1,0 +1,331 @@
+/**
+ * Uploads local changes to the bucket from the durable upload journal (the `uploads` table).
+ *
+ * One entry per inode. An entry is processed when due (cache mode: `delayMs` after the last
+ * close; write-through: at once, by the closing caller through uploadNow). An entry stays in the
+ * journal until the bucket holds the node's current content, metadata and path; failures are
+ * retried with exponential backoff and jitter, never dropped.
+ *
+ * Ordering rules:
+ * - at most one upload per inode runs at a time (`inflight`);
+ * - namespace operations call quiesce(ino) (or exclusive() for directory renames) first, so an
+ *   upload never lands on a key that a rename/unlink already moved away from;
+ * - a node is marked clean only if nothing changed it while its upload ran (change counters).
+ */
+import { mkdir, open } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Ino } from '../core/types.js';
+import { FsError, errMessage } from '../core/errors.js';
+import type { DataCache } from '../datacache/types.js';
+import type { Logger } from '../log/index.js';
+import type { MetaStore, NodeRow } from '../metastore/types.js';
+import type { ObjectStore } from '../objectstore/types.js';
+import { ObjectStoreError } from '../objectstore/types.js';
+import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
+import type { Fetcher } from './fetcher.js';
+import type { RemoteTree } from './tree.js';
+
+export interface UploaderOptions {
+  concurrency: number;
+  /** Cache mode: delay after the last close before uploading. */
+  delayMs: number;
+  /** Poll interval of the background pump. */
+  pollMs?: number;
+}
+
+interface Running {
+  promise: Promise<void>;
+  abort: AbortController;
+}
+
+export interface UploadStats {
+  queued: number;
+  inflight: number;
+  failing: Array<{ ino: Ino; path: string; attempts: number; lastError: string | null }>;
+  uploadedFiles: number;
+  uploadedBytes: number;
+}
+
+export class Uploader {
+  private readonly inflight = new Map<Ino, Running>();
+  private readonly changeSeq = new Map<Ino, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private paused = 0;
+  private stopped = false;
+  private uploadedFiles = 0;
+  private uploadedBytes = 0;
+  private readonly idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly cache: DataCache,
+    private readonly store: ObjectStore,
+    private readonly tree: RemoteTree,
+    private readonly fetcher: Fetcher,
+    private readonly opts: UploaderOptions,
+    private readonly log: Logger,
+    /** Inodes currently open for writing are not uploaded in the background. */
+    private readonly isOpenForWrite: (ino: Ino) => boolean,
+  ) {}
+
+  start(): void {
+    // Recovery: every node that differs from the bucket gets a journal entry.
+    for (const n of this.meta.unsyncedNodes()) {
+      if (!this.meta.getUpload(n.ino)) this.meta.enqueueUpload(n.ino, Date.now());
+    }
+    this.timer = setInterval(() => this.pump(), this.opts.pollMs ?? 200);
+    this.timer.unref();
+    this.pump();
+  }
+
+  /** Stop starting uploads; wait for those running (they finish or are aborted by `signal`). */
+  async stop(abortRunning = false): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (abortRunning) for (const r of this.inflight.values()) r.abort.abort();
+    await Promise.allSettled([...this.inflight.values()].map((r) => r.promise));
+  }
+
+  /** Record that a node changed (content, attributes or path). */
+  touch(ino: Ino): void {
+    this.changeSeq.set(ino, (this.changeSeq.get(ino) ?? 0) + 1);
+  }
+
+  /** Journal the node for upload after the configured delay (cache mode close). */
+  schedule(ino: Ino, delayMs = this.opts.delayMs): void {
+    this.meta.enqueueUpload(ino, Date.now() + delayMs);
+  }
+
+  /** Upload now and wait (write-through close/fsync, flush). Throws FsError EIO on failure. */
+  async uploadNow(ino: Ino): Promise<void> {
+    for (;;) {
+      const running = this.inflight.get(ino);
+      if (!running) break;
+      await running.promise.catch(() => undefined);
+    }
+    if (!this.meta.getUpload(ino)) this.meta.enqueueUpload(ino, Date.now());
+    const r = this.startOne(ino);
+    await r.promise;
+  }
+
+  /** Abort and wait for a running upload of `ino` (before a namespace change touches it). */
+  async quiesce(ino: Ino): Promise<void> {
+    const r = this.inflight.get(ino);
+    if (!r) return;
+    r.abort.abort();
+    await r.promise.catch(() => undefined);
+  }
+
+  /** Run `fn` with no upload in flight and none starting (directory renames). */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.paused++;
+    try {
+      for (const r of this.inflight.values()) r.abort.abort();
+      await Promise.allSettled([...this.inflight.values()].map((r) => r.promise));
+      return await fn();
+    } finally {
+      this.paused--;
+      this.pump();
+    }
+  }
+
+  /** Resolves when the journal is empty (or `timeoutMs` passes: then rejects with ETIMEDOUT). */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const entries = this.meta.allUploads();
+      if (entries.length === 0 && this.inflight.size === 0) return;
+      if (Date.now() > deadline) throw new FsError('ETIMEDOUT', 'flush', undefined, { message: 'uploads did not finish in time' });
+      // Make everything due now.
+      for (const e of entries) if (e.dueMs > Date.now() && e.attempts === 0) this.meta.enqueueUpload(e.ino, Date.now());
+      this.pump();
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  stats(): UploadStats {
+    const all = this.meta.allUploads();
+    return {
+      queued: all.length,
+      inflight: this.inflight.size,
+      failing: all
+        .filter((e) => e.attempts > 0)
+        .map((e) => ({ ino: e.ino, path: this.tree.pathOf(e.ino), attempts: e.attempts, lastError: e.lastError })),
+      uploadedFiles: this.uploadedFiles,
+      uploadedBytes: this.uploadedBytes,
+    };
+  }
+
+  private pump(): void {
+    if (this.stopped || this.paused > 0) return;
+    const room = this.opts.concurrency - this.inflight.size;
+    if (room <= 0) return;
+    const due = this.meta.dueUploads(Date.now(), room + this.inflight.size + 16);
+    let started = 0;
+    for (const e of due) {
+      if (started >= room) break;
+      if (this.inflight.has(e.ino) || this.isOpenForWrite(e.ino)) continue;
+      this.startOne(e.ino).promise.catch(() => undefined);
+      started++;
+    }
+  }
+
+  private startOne(ino: Ino): Running {
+    const abort = new AbortController();
+    const promise = this.uploadOne(ino, abort.signal)
+      .catch((e: unknown) => {
+        this.failed(ino, e, abort.signal.aborted);
+        throw e instanceof FsError ? e : new FsError('EIO', 'upload', this.tree.pathOf(ino), { cause: e });
+      })
+      .finally(() => {
+        this.inflight.delete(ino);
+        for (const w of this.idleWaiters.splice(0)) w();
+        queueMicrotask(() => this.pump());
+      });
+    const r = { promise, abort };
+    this.inflight.set(ino, r);
+    return r;
+  }
+
+  private failed(ino: Ino, e: unknown, aborted: boolean): void {
+    const entry = this.meta.getUpload(ino);
+    if (!entry) return;
+    if (aborted) {
+      // Aborted by a namespace operation: retry soon, not a failure.
+      this.meta.enqueueUpload(ino, Date.now() + 50);
+      return;
+    }
+    const attempts = entry.attempts + 1;
+    const permanent = e instanceof ObjectStoreError && (e.kind === 'denied' || e.kind === 'invalid' || e.kind === 'no-bucket');
+    // Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 5 min; permanent errors retry slowly.
+    const base = permanent ? 5 * 60_000 : Math.min(300_000, 1000 * 2 ** Math.min(attempts - 1, 9));
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    this.meta.uploadFailed(ino, errMessage(e), Date.now() + delay);
+    this.log.error('upload failed; the file stays dirty and will be retried', {
+      path: this.tree.pathOf(ino),
+      attempts,
+      retryInMs: delay,
+      error: e,
+    });
+  }
+
+  private async uploadOne(ino: Ino, signal: AbortSignal): Promise<void> {
+    const node = this.meta.getNode(ino);
+    const loc = this.meta.parentOf(ino);
+    if (!node || (!loc && ino !== 1)) {
+      // Deleted (or unlinked) since it was queued: nothing to upload.
+      this.meta.removeUpload(ino);
+      return;
+    }
+    const seqAtStart = this.changeSeq.get(ino) ?? 0;
+    const key = this.tree.keyOf(ino, node.type);
+    if (key === undefined) {
+      this.meta.removeUpload(ino);
+      return;
+    }
+    const metadata = encodePosixMeta({
+      type: node.type,
+      mode: node.mode,
+      uid: node.uid,
+      gid: node.gid,
+      mtimeNs: node.mtimeNs,
+      atimeNs: node.atimeNs,
+    });
+
+    let result: { etag: string; remoteKey: string; remoteSize: number; bytes: number; version?: number };
+    if (node.type === 'dir') {
+      if (key === '') {
+        this.meta.removeUpload(ino); // whole-bucket root: attributes are not stored
+        return;
+      }
+      const r = await this.store.put(key, Buffer.alloc(0), { metadata, contentType: DIR_CONTENT_TYPE, signal });
+      result = { etag: r.etag, remoteKey: key, remoteSize: 0, bytes: 0 };
+    } else if (node.state !== 'dirty' && node.remoteKey !== null) {
+      // Metadata only (or a path change of clean data): server-side copy, no data transfer.
+      const r = await this.store.copy(node.remoteKey, key, { size: node.remoteSize ?? node.size, metadata, signal });
+      result = { etag: r.etag, remoteKey: key, remoteSize: node.remoteSize ?? node.size, bytes: 0 };
+    } else if (node.type === 'symlink') {
+      const body = Buffer.from(node.symlink ?? '', 'utf8');
+      const r = await this.store.put(key, body, { metadata, signal });
+      result = { etag: r.etag, remoteKey: key, remoteSize: body.length, bytes: body.length };
+    } else {
+      result = await this.uploadData(node, key, metadata, signal);
+    }
+
+    const oldKey = node.remoteKey;
+    const clean = this.meta.transaction(() => {
+      const now = this.meta.getNode(ino);
+      if (!now) return false;
+      const unchanged = (this.changeSeq.get(ino) ?? 0) === seqAtStart;
+      const dataClean = node.type !== 'file' || node.state !== 'dirty' || this.cache.markClean(ino, result.version ?? -1);
+      const stillHere = this.tree.keyOf(ino, now.type) === key;
+      const isClean = unchanged && dataClean && stillHere;
+      this.meta.updateNode(ino, {
+        remoteKey: result.remoteKey,
+        etag: result.etag,
+        remoteSize: result.remoteSize,
+        ...(node.type === 'dir' ? { hasMarker: true } : {}),
+        ...(isClean ? { state: 'clean' as const } : {}),
+      });
+      if (isClean) this.meta.removeUpload(ino);
+      else this.meta.enqueueUpload(ino, Date.now() + (this.isOpenForWrite(ino) ? this.opts.delayMs : 0));
+      return isClean;
+    });
+    if (oldKey !== null && oldKey !== key && oldKey !== result.remoteKey) {
+      // The object moved (renamed while dirty): remove the old copy only after the new one exists.
+      await this.store.delete([oldKey]);
+    }
+    this.uploadedFiles++;
+    this.uploadedBytes += result.bytes;
+    this.log.debug('uploaded', { key, bytes: result.bytes, clean });
+  }
+
+  private async uploadData(
+    node: NodeRow,
+    key: string,
+    metadata: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<{ etag: string; remoteKey: string; remoteSize: number; bytes: number; version: number }> {
+    const ino = node.ino;
+    this.cache.ensure(ino, node.remoteSize ?? node.size);
+    this.cache.pin(ino);
+    try {
+      const size = this.cache.size(ino) ?? node.size;
+      // The whole content must be local: fetch what was never read from the previous object.
+      if (this.cache.missing(ino, 0, size).length > 0) {
+        if (node.remoteKey === null) {
+          throw new FsError('EIO', 'upload', this.tree.pathOf(ino), {
+            message: `upload ${this.tree.pathOf(ino)}: cached data is incomplete and no object holds the rest`,
+          });
+        }
+        await this.fetcher.ensure(
+          { ino, key: node.remoteKey, etag: node.etag, size: Math.min(size, node.remoteSize ?? size) },
+          0,
+          size,
+        );
+      }
+      const version = this.cache.version(ino);
+      const path = this.cache.filePath(ino);
+      // A trailing hole may be missing from the sparse cache file: extend it (reads as zeros).
+      if (size > 0) {
+        await mkdir(dirname(path), { recursive: true });
+        const fh = await open(path, 'a');
+        try {
+          if ((await fh.stat()).size < size) await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      }
+      const r = await this.store.put(key, size === 0 ? Buffer.alloc(0) : { path, size }, { metadata, signal });
+      return { etag: r.etag, remoteKey: key, remoteSize: size, bytes: size, version };
+    } finally {
+      this.cache.unpin(ino);
+    }
+  }
+}
