@@ -24,6 +24,7 @@ import {
   O_TRUNC,
   O_WRONLY,
   R_OK,
+  ROOT_CRED,
   ROOT_INO,
   W_OK,
   X_OK,
@@ -38,7 +39,7 @@ import { ObjectStoreError } from '../objectstore/types.js';
 import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
 import { inGroup, permits, stickyAllows } from './access.js';
 import { Fetcher } from './fetcher.js';
-import { RemoteTree, type ShareDefaults } from './tree.js';
+import { RemoteTree, type DiffSummary, type ShareDefaults } from './tree.js';
 import type { Fh, InvalidateEvent, ReaddirResult, Vfs } from './types.js';
 import { Uploader, type UploadStats } from './uploader.js';
 
@@ -54,6 +55,8 @@ export interface CoreVfsOptions {
   defaults: ShareDefaults;
   uploadDelayMs: number;
   uploadConcurrency: number;
+  /** A cached directory listing older than this is re-listed on access; 0 = never. */
+  dirTtlMs: number;
   /** Cache limit (statfs). */
   cacheLimitBytes: number;
   meta: MetaStore;
@@ -101,7 +104,13 @@ export class CoreVfs implements Vfs {
     this.store = opts.store;
     this.log = opts.logger;
     const onErr = (op: string, key: string, e: unknown): FsError => this.backendError(op, key, e);
-    this.tree = new RemoteTree(this.meta, this.store, opts.prefix, opts.defaults, this.log, onErr);
+    this.tree = new RemoteTree(this.meta, this.store, opts.prefix, opts.defaults, this.log, onErr, {
+      ttlMs: opts.dirTtlMs,
+      isOpen: (ino) => this.openCount.has(ino),
+      isUploading: (ino) => this.uploader.isUploading(ino),
+      dropCache: (ino) => (this.openCount.has(ino) ? Promise.resolve() : this.cache.drop(ino)),
+      invalidate: (ev) => this.emit(ev),
+    });
     this.fetcher = new Fetcher(this.cache, this.store, onErr);
     this.uploader = new Uploader(
       this.meta,
@@ -134,6 +143,45 @@ export class CoreVfs implements Vfs {
   /** Wait until every journaled change is in the bucket. */
   async flushAll(timeoutMs: number): Promise<void> {
     await this.uploader.drain(timeoutMs);
+  }
+
+  /**
+   * Reverse sync now: re-list `path` (a directory, or a file's directory) and, with `recursive`,
+   * every directory below it that this gateway has listed before. Unlisted directories stay lazy
+   * (they are listed on first access anyway).
+   */
+  async refresh(path: string, recursive: boolean, progress?: (p: { directories: number; objects: number }) => void): Promise<DiffSummary & { directories: number }> {
+    let ino: Ino = ROOT_INO;
+    for (const seg of path.split('/').filter((s) => s !== '')) {
+      const n = await this.lookup(ROOT_CRED, ino, seg).catch((e: unknown) => {
+        throw e instanceof FsError && e.code === 'ENOENT' ? new FsError('ENOENT', 'refresh', path, { message: `${path}: no such file or directory in the share` }) : e;
+      });
+      ino = n.ino;
+    }
+    let start = this.node(ino, 'refresh');
+    if (start.type !== 'dir') start = this.node(this.meta.parentOf(ino)?.parent ?? ROOT_INO, 'refresh');
+    const total = { added: 0, changed: 0, removed: 0, conflicts: 0, objects: 0, directories: 0 };
+    const queue: Ino[] = [start.ino];
+    while (queue.length > 0) {
+      const dir = queue.shift()!;
+      if (!this.meta.getNode(dir)) continue;
+      const s = await this.tree.listDir(dir);
+      total.added += s.added;
+      total.changed += s.changed;
+      total.removed += s.removed;
+      total.conflicts += s.conflicts;
+      total.objects += s.objects;
+      total.directories++;
+      progress?.({ directories: total.directories, objects: total.objects });
+      if (!recursive) continue;
+      for (let cookie = 0n; ; ) {
+        const page = this.meta.children(dir, cookie, 1000);
+        for (const c of page) if (c.node.type === 'dir' && this.meta.getDirState(c.node.ino)?.complete) queue.push(c.node.ino);
+        if (page.length < 1000) break;
+        cookie = page[page.length - 1]!.cookie;
+      }
+    }
+    return total;
   }
 
   // ---------------------------------------------------------------- errors
@@ -169,7 +217,6 @@ export class CoreVfs implements Vfs {
     if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
       throw new FsError('EINVAL', op, name);
     }
-    if (name.includes('\uFFFD')) throw new FsError('EILSEQ', op, name);
     if (Buffer.byteLength(name, 'utf8') > NAME_MAX) throw new FsError('ENAMETOOLONG', op, name);
   }
 

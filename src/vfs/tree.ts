@@ -15,6 +15,7 @@ import type { ObjectStore } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 import { decodePosixMeta } from '../objectstore/posix-meta.js';
 import { Limiter } from './limiter.js';
+import type { InvalidateEvent } from './types.js';
 
 export interface ShareDefaults {
   uid: number;
@@ -25,8 +26,27 @@ export interface ShareDefaults {
 
 const NAME_BYTES_MAX = 255;
 
+export interface DiffSummary {
+  added: number;
+  changed: number;
+  removed: number;
+  conflicts: number;
+  /** Entries seen in the listing. */
+  objects: number;
+}
+
+/** What the tree needs from the rest of the VFS. */
+export interface TreeHooks {
+  /** Listings older than this are refreshed on access; 0 = never expire. */
+  ttlMs: number;
+  isOpen(ino: Ino): boolean;
+  isUploading(ino: Ino): boolean;
+  dropCache(ino: Ino): Promise<void>;
+  invalidate(ev: InvalidateEvent): void;
+}
+
 export class RemoteTree {
-  private readonly listings = new Map<Ino, Promise<void>>();
+  private readonly listings = new Map<Ino, Promise<DiffSummary>>();
   private readonly heads = new Map<Ino, Promise<void>>();
   private readonly headLimiter = new Limiter(32);
 
@@ -38,6 +58,7 @@ export class RemoteTree {
     private readonly defaults: ShareDefaults,
     private readonly log: Logger,
     private readonly onBackendError: (op: string, key: string, err: unknown) => FsError,
+    private readonly hooks: TreeHooks,
   ) {}
 
   /** Path segments of a linked node (root → []); undefined if it is no longer linked. */
@@ -70,21 +91,30 @@ export class RemoteTree {
     return seg ? '/' + seg.join('/') : `<unlinked ino ${ino}>`;
   }
 
-  /** Make sure the directory's entries are known (one paged listing, then cached). */
+  /**
+   * Make sure the directory's entries are known: one paged listing, then cached. A listing older
+   * than the TTL is refreshed (diffed against the local view) on access; concurrent callers share
+   * one listing.
+   */
   async ensureListed(dir: NodeRow): Promise<void> {
     const st = this.meta.getDirState(dir.ino);
-    if (st?.complete) return;
-    let p = this.listings.get(dir.ino);
-    if (!p) {
-      p = this.list(dir).finally(() => this.listings.delete(dir.ino));
-      this.listings.set(dir.ino, p);
-    }
-    await p;
+    if (st?.complete && (this.hooks.ttlMs <= 0 || Date.now() - st.listedAtMs < this.hooks.ttlMs)) return;
+    await this.listDir(dir.ino);
   }
 
-  private async list(dir: NodeRow): Promise<void> {
-    const seg = this.segments(dir.ino);
-    if (!seg) throw new FsError('ENOENT', 'readdir', `ino ${dir.ino}`);
+  /** List (or re-list) one directory and apply the differences. Deduplicated per directory. */
+  listDir(ino: Ino): Promise<DiffSummary> {
+    let p = this.listings.get(ino);
+    if (!p) {
+      p = this.list(ino).finally(() => this.listings.delete(ino));
+      this.listings.set(ino, p);
+    }
+    return p;
+  }
+
+  private async list(ino: Ino): Promise<DiffSummary> {
+    const seg = this.segments(ino);
+    if (!seg) throw new FsError('ENOENT', 'readdir', `ino ${ino}`);
     const dirPrefix = seg.length === 0 ? this.prefix : this.prefix + seg.join('/') + '/';
     const files = new Map<string, { key: string; size: number; etag: string; lastModified: Date }>();
     const dirs = new Set<string>();
@@ -109,59 +139,178 @@ export class RemoteTree {
       }
       token = page.nextToken;
     } while (token);
+    for (const name of dirs) {
+      if (files.has(name)) {
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
+          key: dirPrefix + name,
+        });
+        files.delete(name);
+      }
+    }
+    return this.merge(ino, dirPrefix, files, dirs);
+  }
 
+  /**
+   * Apply a listing to the local view. Never loses local data: a name whose remote object changed
+   * while the local file has unsynced changes keeps the local version; the remote version is
+   * preserved in the bucket as `NAME.conflict-<UTC timestamp>` (and appears next to it).
+   */
+  private async merge(
+    ino: Ino,
+    dirPrefix: string,
+    files: Map<string, { key: string; size: number; etag: string; lastModified: Date }>,
+    dirs: Set<string>,
+  ): Promise<DiffSummary> {
+    const sum: DiffSummary = { added: 0, changed: 0, removed: 0, conflicts: 0, objects: files.size + dirs.size };
     const now = nowNs();
+    const local = new Map<string, NodeRow>();
+    for (let cookie = 0n; ; ) {
+      const page = this.meta.children(ino, cookie, 1000);
+      for (const c of page) local.set(c.name, c.node);
+      if (page.length < 1000) break;
+      cookie = page[page.length - 1]!.cookie;
+    }
+    const toDrop: Ino[] = [];
+    const conflicts: Array<{ name: string; key: string; size: number }> = [];
+    const invalidate: InvalidateEvent[] = [];
+    const firstListing = !this.meta.getDirState(ino);
+
     this.meta.transaction(() => {
       for (const name of dirs) {
-        if (files.has(name)) {
-          this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
-            key: dirPrefix + name,
-          });
-          files.delete(name);
+        const l = local.get(name);
+        if (l?.type === 'dir') continue;
+        if (l) {
+          if (l.state !== 'clean' || this.hooks.isOpen(l.ino)) {
+            sum.conflicts++;
+            this.log.warn('a directory appeared in the bucket where a local file with unsynced changes exists; the local file is kept', {
+              key: dirPrefix + name,
+            });
+            continue;
+          }
+          this.forget(l.ino);
+          toDrop.push(l.ino);
+          sum.removed++;
         }
-        if (this.meta.lookup(dir.ino, name)) continue;
-        this.meta.createChild(dir.ino, name, {
-          type: 'dir',
-          mode: this.defaults.dirMode,
-          uid: this.defaults.uid,
-          gid: this.defaults.gid,
-          size: 0,
-          atimeNs: now,
-          mtimeNs: now,
-          ctimeNs: now,
-          remoteKey: null,
-          etag: null,
-          remoteSize: null,
-          state: 'clean',
-          symlink: null,
-          metaLoaded: false,
-          hasMarker: false,
-        });
+        this.meta.createChild(ino, name, this.remoteNode('dir', 0, null, null, now));
+        sum.added++;
+        invalidate.push({ kind: 'entry', parent: ino, name });
       }
       for (const [name, o] of files) {
         if (o.size > 0 && name.endsWith('/')) continue;
-        if (this.meta.lookup(dir.ino, name)) continue;
+        const l = local.get(name);
         const mtime = BigInt(o.lastModified.getTime()) * 1_000_000n;
-        this.meta.createChild(dir.ino, name, {
-          type: 'file',
-          mode: this.defaults.fileMode,
-          uid: this.defaults.uid,
-          gid: this.defaults.gid,
-          size: o.size,
-          atimeNs: mtime,
-          mtimeNs: mtime,
-          ctimeNs: mtime,
-          remoteKey: o.key,
-          etag: o.etag,
-          remoteSize: o.size,
-          state: 'clean',
-          symlink: null,
-          metaLoaded: false,
-          hasMarker: false,
+        if (!l) {
+          this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
+          sum.added++;
+          invalidate.push({ kind: 'entry', parent: ino, name });
+          continue;
+        }
+        if (l.type === 'dir') {
+          this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
+          continue;
+        }
+        if (l.etag === o.etag && l.remoteKey === o.key) continue;
+        if (this.hooks.isUploading(l.ino)) continue; // our own upload in flight: its result decides
+        if (l.state === 'clean') {
+          if (this.hooks.isOpen(l.ino)) continue; // an open file keeps its data; next refresh applies
+          this.meta.updateNode(l.ino, {
+            size: o.size,
+            remoteSize: o.size,
+            remoteKey: o.key,
+            etag: o.etag,
+            mtimeNs: mtime,
+            ctimeNs: mtime,
+            metaLoaded: false,
+            symlink: null,
+          });
+          toDrop.push(l.ino);
+          sum.changed++;
+          invalidate.push({ kind: 'inode', ino: l.ino });
+        } else {
+          conflicts.push({ name, key: o.key, size: o.size });
+        }
+      }
+      if (!firstListing) {
+        for (const [name, l] of local) {
+          if (l.type === 'dir' ? dirs.has(name) : files.has(name)) continue;
+          if (l.type === 'dir') {
+            if (!this.subtreeClean(l.ino)) continue;
+            this.forget(l.ino);
+          } else {
+            if (l.state !== 'clean' || l.remoteKey === null || this.hooks.isUploading(l.ino)) continue;
+            if (this.hooks.isOpen(l.ino)) {
+              // Open files keep working on their cached data until closed.
+              this.meta.removeEdge(ino, name);
+              this.meta.updateNode(l.ino, { remoteKey: null, etag: null });
+            } else {
+              this.forget(l.ino);
+              toDrop.push(l.ino);
+            }
+          }
+          sum.removed++;
+          invalidate.push({ kind: 'entry', parent: ino, name });
+        }
+      }
+      this.meta.setDirState(ino, { complete: true, listedAtMs: Date.now() });
+    });
+
+    for (const c of conflicts) {
+      // Preserve the other writer's version next to ours, in the bucket and in the local view.
+      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+      const cname = `${c.name}.conflict-${stamp}`;
+      const ckey = dirPrefix + cname;
+      try {
+        const r = await this.store.copy(c.key, ckey, { size: c.size });
+        if (!this.meta.lookup(ino, cname)) {
+          this.meta.createChild(ino, cname, this.remoteNode('file', c.size, ckey, r.etag, now));
+        }
+        // The local version wins the name: its upload replaces the remote object.
+        const l = this.meta.lookup(ino, c.name);
+        if (l) this.meta.updateNode(l.ino, { etag: null });
+        sum.conflicts++;
+        this.log.warn('conflict: the object changed in the bucket while the local file had unsynced changes; the remote version was kept as a sibling', {
+          key: c.key,
+          preservedAs: ckey,
+        });
+        invalidate.push({ kind: 'entry', parent: ino, name: cname });
+      } catch (e) {
+        this.log.error('conflict copy failed; the remote version is still at its key until the local upload replaces it', {
+          key: c.key,
+          error: e,
         });
       }
-      this.meta.setDirState(dir.ino, { complete: true, listedAtMs: Date.now() });
-    });
+    }
+    for (const i of toDrop) await this.hooks.dropCache(i);
+    for (const ev of invalidate) this.hooks.invalidate(ev);
+    return sum;
+  }
+
+  private remoteNode(type: 'file' | 'dir', size: number, key: string | null, etag: string | null, t: bigint) {
+    return {
+      type,
+      mode: type === 'dir' ? this.defaults.dirMode : this.defaults.fileMode,
+      uid: this.defaults.uid,
+      gid: this.defaults.gid,
+      size,
+      atimeNs: t,
+      mtimeNs: t,
+      ctimeNs: t,
+      remoteKey: key,
+      etag,
+      remoteSize: type === 'dir' ? null : size,
+      state: 'clean' as const,
+      symlink: null,
+      metaLoaded: false,
+      hasMarker: false,
+    };
+  }
+
+  /** True when nothing below the directory has unsynced changes or is open. */
+  private subtreeClean(dir: Ino): boolean {
+    for (const d of this.meta.descendants(dir)) {
+      if (d.node.state !== 'clean' || this.hooks.isOpen(d.node.ino) || this.hooks.isUploading(d.node.ino)) return false;
+    }
+    return true;
   }
 
   /** Names that cannot be shown as a path are skipped with one warning each. */

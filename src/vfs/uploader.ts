@@ -86,6 +86,10 @@ export class Uploader {
     await Promise.allSettled([...this.inflight.values()].map((r) => r.promise));
   }
 
+  isUploading(ino: Ino): boolean {
+    return this.inflight.has(ino);
+  }
+
   /** Record that a node changed (content, attributes or path). */
   touch(ino: Ino): void {
     this.changeSeq.set(ino, (this.changeSeq.get(ino) ?? 0) + 1);

@@ -1,0 +1,20 @@
+/** Human-readable output of admin commands. */
+import { formatSize } from '../config/index.js';
+import type { ShareStatus } from '../daemon/share.js';
+
+export function formatStatus(raw: unknown): string {
+  const s = raw as ShareStatus;
+  const lines = [
+    `share        ${s.name}  (${s.url}, mode ${s.mode})`,
+    `mountpoint   ${s.mountpoint ?? '-'}`,
+    `cache        ${formatSize(s.cache.usedBytes)} used of ${formatSize(s.cache.limitBytes)}` +
+      (s.cache.hitRatio !== null ? `, hit ratio ${(s.cache.hitRatio * 100).toFixed(1)} %` : ''),
+    `dirty        ${s.cache.dirtyFiles} files, ${formatSize(s.cache.dirtyBytes)}`,
+    `uploads      ${s.uploads.queued} queued, ${s.uploads.inflight} in flight; ${s.uploads.uploadedFiles} files (${formatSize(s.uploads.uploadedBytes)}) uploaded since start`,
+  ];
+  if (s.failing.length > 0) {
+    lines.push(`failing      ${s.failing.length}`);
+    for (const f of s.failing.slice(0, 20)) lines.push(`  ${f.path}  (${f.attempts} attempts): ${f.lastError ?? ''}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,89 @@
+/**
+ * Runs shares in the foreground until a signal: SIGINT/SIGTERM stop cleanly (unmount, let
+ * in-flight requests finish, journal intact) and exit 0; SIGHUP refreshes (mount) or reloads.
+ */
+import type { ShareConfig } from '../config/index.js';
+import { getLogger } from '../log/index.js';
+import { AdminServer, type AdminRequest } from './admin.js';
+import { Share } from './share.js';
+
+export interface RunOptions {
+  sighupRefresh: boolean;
+  onReady?: (shares: Share[]) => void;
+  onStopped?: () => Promise<void>;
+}
+
+export async function adminHandler(share: Share, req: AdminRequest, progress: (p: unknown) => void): Promise<Record<string, unknown>> {
+  switch (req.cmd) {
+    case 'status':
+      return { status: share.status() };
+    case 'flush': {
+      const timeoutMs = typeof req.timeoutMs === 'number' && req.timeoutMs > 0 ? req.timeoutMs : 24 * 3600_000;
+      const timer = setInterval(() => {
+        const s = share.status();
+        progress({ queued: s.uploads.queued, inflight: s.uploads.inflight, dirtyBytes: s.cache.dirtyBytes });
+      }, 500);
+      try {
+        await share.vfs.flushAll(timeoutMs);
+      } finally {
+        clearInterval(timer);
+      }
+      return {};
+    }
+    case 'refresh':
+      return { summary: await share.refresh(req.path ?? '/', req.recursive ?? false, progress) };
+    default:
+      throw new Error(`unknown admin command "${(req as { cmd: string }).cmd}"`);
+  }
+}
+
+export async function runShares(configs: ShareConfig[], opts: RunOptions): Promise<void> {
+  const log = getLogger();
+  const shares: Share[] = [];
+  const admins: AdminServer[] = [];
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+
+  const stopAll = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info('stopping', { reason: why });
+      await Promise.allSettled(admins.map((a) => a.stop()));
+      await Promise.allSettled(shares.map((s) => s.stop()));
+      await opts.onStopped?.();
+      resolveDone();
+    })();
+    return stopping;
+  };
+
+  const onSignal = (sig: NodeJS.Signals): void => {
+    void stopAll(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', () => {
+    if (!opts.sighupRefresh) return;
+    for (const s of shares) {
+      s.refresh('/', true, () => undefined).then(
+        (sum) => log.info('refresh after SIGHUP finished', { share: s.config.name, ...sum }),
+        (e: unknown) => log.error('refresh after SIGHUP failed', { share: s.config.name, error: e }),
+      );
+    }
+  });
+
+  try {
+    for (const cfg of configs) {
+      const share = await Share.start(cfg, log.child({ share: cfg.name }));
+      shares.push(share);
+      share.onUnmounted(() => void stopAll(`${cfg.mountpoint ?? cfg.name} was unmounted from outside`));
+      const admin = new AdminServer(cfg.adminSocketDir, cfg.name, share.mountpoint, (req, p) => adminHandler(share, req, p), log);
+      await admin.start();
+      admins.push(admin);
+    }
+  } catch (e) {
+    await stopAll('start failed');
+    throw e;
+  }
+  opts.onReady?.(shares);
+  await done;
+}

@@ -1,0 +1,178 @@
+/**
+ * One running share: the composition root that wires the concrete object store, metadata store,
+ * data cache, VFS and protocol adapters, and takes them down in order.
+ */
+import { join } from 'node:path';
+import type { ShareConfig } from '../config/index.js';
+import { DiskDataCache } from '../datacache/disk-cache.js';
+import type { Logger } from '../log/index.js';
+import { SqliteMetaStore } from '../metastore/sqlite.js';
+import { S3ObjectStore } from '../objectstore/s3.js';
+import type { ObjectStore } from '../objectstore/types.js';
+import { CoreVfs } from '../vfs/core.js';
+import { FuseAdapter } from '../adapters/fuse/adapter.js';
+import { RefreshScheduler, type RefreshResult } from '../sync/scheduler.js';
+import { checkBucket, checkFuseDevice, checkMountpoint, lockCacheDir } from './preflight.js';
+
+export interface ShareStatus {
+  name: string;
+  url: string;
+  mode: ShareConfig['mode'];
+  mountpoint: string | null;
+  cache: { usedBytes: number; limitBytes: number; dirtyBytes: number; dirtyFiles: number; hitRatio: number | null };
+  uploads: { queued: number; inflight: number; uploadedFiles: number; uploadedBytes: number };
+  failing: Array<{ path: string; attempts: number; lastError: string | null }>;
+  lastRefresh: (Partial<RefreshResult> & { at: string }) | null;
+}
+
+export class Share {
+  private fuse: FuseAdapter | undefined;
+  private stopping: Promise<void> | undefined;
+  private scheduler: RefreshScheduler | undefined;
+  private readonly unmountListeners: Array<() => void> = [];
+
+  private constructor(
+    readonly config: ShareConfig,
+    readonly store: ObjectStore,
+    readonly meta: SqliteMetaStore,
+    readonly cache: DiskDataCache,
+    readonly vfs: CoreVfs,
+    private readonly unlock: () => Promise<void>,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: ShareConfig, log: Logger, opts: { store?: ObjectStore } = {}): Promise<Share> {
+    const mountpoint = config.noFuse || !config.mountpoint ? undefined : config.mountpoint;
+    if (mountpoint) {
+      await checkFuseDevice();
+      await checkMountpoint(mountpoint);
+    }
+    const store =
+      opts.store ??
+      new S3ObjectStore({
+        bucket: config.bucket,
+        ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+        region: config.region,
+        forcePathStyle: config.pathStyle,
+        ...(config.credentials ? { credentials: config.credentials } : {}),
+        checksum: config.checksum,
+      });
+    await checkBucket(store, config.bucket, config.prefix, config.endpoint);
+
+    const unlock = await lockCacheDir(config.cacheDir);
+    let meta: SqliteMetaStore | undefined;
+    let cache: DiskDataCache | undefined;
+    try {
+      meta = new SqliteMetaStore({
+        path: join(config.cacheDir, 'meta.db'),
+        root: { mode: config.dirMode, uid: config.uid, gid: config.gid },
+      });
+      cache = await DiskDataCache.open({ dir: config.cacheDir, limitBytes: config.cacheSize, index: meta, logger: log });
+      const vfs = new CoreVfs({
+        name: config.name,
+        prefix: config.prefix,
+        mode: config.mode,
+        readOnly: config.readOnly,
+        defaults: { uid: config.uid, gid: config.gid, fileMode: config.fileMode, dirMode: config.dirMode },
+        uploadDelayMs: config.uploadDelayMs,
+        uploadConcurrency: config.uploadConcurrency,
+        dirTtlMs: config.dirTtlMs,
+        cacheLimitBytes: config.cacheSize,
+        meta,
+        cache,
+        store,
+        logger: log.child({ component: 'vfs' }),
+      });
+      vfs.start();
+      const share = new Share(config, store, meta, cache, vfs, unlock, log);
+      share.scheduler = new RefreshScheduler(() => vfs.refresh('/', true), config.refreshIntervalMs, log);
+      share.scheduler.start();
+      if (mountpoint) {
+        const fuse = new FuseAdapter({
+          vfs,
+          mountpoint,
+          options: {
+            fsName: `bucketgate:${config.name}`,
+            allowOther: config.allowOther,
+            attrTimeoutSec: config.attrTimeoutMs / 1000,
+            entryTimeoutSec: config.attrTimeoutMs / 1000,
+          },
+          logger: log.child({ component: 'fuse' }),
+        });
+        await fuse.mount();
+        fuse.on('unmounted', () => {
+          if (!share.stopping) {
+            log.warn('the mountpoint was unmounted from outside', { mountpoint });
+            for (const l of share.unmountListeners) l();
+          }
+        });
+        share.fuse = fuse;
+      }
+      log.info('share started', { share: config.name, url: config.url, mode: config.mode, mountpoint: mountpoint ?? null });
+      return share;
+    } catch (e) {
+      await cache?.close().catch(() => undefined);
+      meta?.close();
+      await unlock();
+      throw e;
+    }
+  }
+
+  get mountpoint(): string | undefined {
+    return this.fuse ? this.config.mountpoint : undefined;
+  }
+
+  /** Called when the FUSE mount goes away without stop() (umount from outside). */
+  onUnmounted(cb: () => void): void {
+    this.unmountListeners.push(cb);
+  }
+
+  /** Reverse sync on demand (admin `refresh`, SIGHUP). */
+  async refresh(path: string, recursive: boolean, progress: (p: unknown) => void): Promise<RefreshResult> {
+    const r = await this.vfs.refresh(path, recursive, progress);
+    const { objects: _o, ...summary } = r;
+    this.lastRefresh = { at: new Date().toISOString(), ...summary };
+    return summary;
+  }
+  private lastRefresh: (RefreshResult & { at: string }) | undefined;
+
+  status(): ShareStatus {
+    const u = this.cache.usage();
+    const up = this.vfs.uploadStats();
+    const lookups = u.hits + u.misses;
+    return {
+      name: this.config.name,
+      url: this.config.url,
+      mode: this.config.mode,
+      mountpoint: this.mountpoint ?? null,
+      cache: {
+        usedBytes: u.usedBytes,
+        limitBytes: u.limitBytes,
+        dirtyBytes: u.dirtyBytes,
+        dirtyFiles: u.dirtyFiles,
+        hitRatio: lookups > 0 ? u.hits / lookups : null,
+      },
+      uploads: { queued: up.queued, inflight: up.inflight, uploadedFiles: up.uploadedFiles, uploadedBytes: up.uploadedBytes },
+      failing: up.failing.map((f) => ({ path: f.path, attempts: f.attempts, lastError: f.lastError })),
+      lastRefresh: this.lastRefresh ?? (this.scheduler?.lastRun ? { at: this.scheduler.lastRun.at.toISOString(), ...this.scheduler.lastRun.result } : null),
+    };
+  }
+
+  /** Stop: unmount (no new operations), let in-flight uploads finish, persist and close. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    await this.scheduler?.stop();
+    if (this.fuse) {
+      await this.fuse.unmount().catch((e: unknown) => this.log.error('unmount failed', { share: this.config.name, error: e }));
+    }
+    await this.vfs.shutdown();
+    await this.cache.close();
+    this.meta.close();
+    await this.unlock();
+    this.log.info('share stopped', { share: this.config.name });
+  }
+}

@@ -1,0 +1,361 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FsError } from '../../src/core/errors.js';
+import type { Cred } from '../../src/core/types.js';
+import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, ROOT_CRED, ROOT_INO, W_OK } from '../../src/core/types.js';
+import { decodePosixMeta } from '../../src/objectstore/posix-meta.js';
+import type { CoreVfs } from '../../src/vfs/core.js';
+import { MemoryObjectStore } from '../helpers/memory-objectstore.js';
+import { createTestVfs, type TestVfs } from '../helpers/vfs-fixture.js';
+
+const R = ROOT_CRED;
+const ALICE: Cred = { uid: 1000, gid: 1000, groups: [] };
+const BOB: Cred = { uid: 1001, gid: 1001, groups: [] };
+const open: TestVfs[] = [];
+
+async function mk(opts: Parameters<typeof createTestVfs>[0] = {}): Promise<TestVfs & { mem: MemoryObjectStore }> {
+  const store = (opts.store as MemoryObjectStore | undefined) ?? new MemoryObjectStore({ multipartThreshold: 1 << 30 });
+  // A world-writable root (0777) unless a test says otherwise, so unprivileged callers can create.
+  const defaults = opts.defaults ?? { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o777 };
+  const t = await createTestVfs({ ...opts, store, defaults });
+  open.push(t);
+  return Object.assign(t, { mem: store });
+}
+
+afterEach(async () => {
+  for (const t of open.splice(0)) await t.close({ remove: true }).catch(() => undefined);
+});
+
+async function writeFile(vfs: CoreVfs, parent: number, name: string, data: string | Buffer, cred: Cred = R): Promise<number> {
+  const { attr, fh } = await vfs.create(cred, parent, name, 0o644, O_CREAT | O_WRONLY | O_TRUNC);
+  await vfs.write(fh, 0, Buffer.from(data));
+  await vfs.flush(fh);
+  await vfs.release(fh);
+  return attr.ino;
+}
+
+async function readAll(vfs: CoreVfs, ino: number, cred: Cred = R): Promise<Buffer> {
+  const fh = await vfs.open(cred, ino, O_RDONLY);
+  const a = await vfs.getattr(cred, ino);
+  const b = await vfs.read(fh, 0, a.size + 10);
+  await vfs.release(fh);
+  return b;
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (e instanceof FsError) return e.code;
+    throw e;
+  }
+}
+
+describe('CoreVfs over the in-memory object store', () => {
+  it('writes a file that reaches the bucket with both metadata families (cache mode)', async () => {
+    const t = await mk();
+    const ino = await writeFile(t.vfs, ROOT_INO, 'hello.txt', 'hello world', ALICE);
+    await t.vfs.setattr(R, ino, { mtimeNs: 1_700_000_000_123_456_789n });
+    await t.vfs.flushAll(5000);
+    expect(t.mem.read('hello.txt')?.toString()).toBe('hello world');
+    const head = await t.store.head('hello.txt');
+    expect(head?.metadata['file-owner']).toBe('1000');
+    expect(head?.metadata['uid']).toBe('1000');
+    expect(head?.metadata['file-permissions']).toBe('0100644');
+    expect(head?.metadata['mode']).toBe(String(0o100644));
+    expect(head?.metadata['file-mtime']).toBe('1700000000123456789ns');
+    expect(head?.metadata['mtime']).toBe('1700000000.123456789');
+    expect((await readAll(t.vfs, ino)).toString()).toBe('hello world');
+  });
+
+  it('write-through: flush returns only when the object is in the bucket', async () => {
+    const t = await mk({ mode: 'write-through' });
+    const { fh } = await t.vfs.create(R, ROOT_INO, 'wt.bin', 0o600, O_CREAT | O_RDWR);
+    await t.vfs.write(fh, 0, Buffer.from('abc'));
+    expect(t.mem.read('wt.bin')).toBeUndefined();
+    await t.vfs.flush(fh);
+    expect(t.mem.read('wt.bin')?.toString()).toBe('abc');
+    await t.vfs.release(fh);
+    expect(t.meta.allUploads()).toHaveLength(0);
+  });
+
+  it('write-through: a backend failure surfaces as EIO from close and the data stays for a retry', async () => {
+    const t = await mk({ mode: 'write-through' });
+    const { fh } = await t.vfs.create(R, ROOT_INO, 'f', 0o644, O_CREAT | O_RDWR);
+    await t.vfs.write(fh, 0, Buffer.from('data'));
+    t.mem.failNext('put', 'transient', { times: 1 });
+    expect(await code(t.vfs.flush(fh))).toBe('EIO');
+    expect(t.meta.allUploads()).toHaveLength(1);
+    await t.vfs.flush(fh);
+    expect(t.mem.read('f')?.toString()).toBe('data');
+    await t.vfs.release(fh);
+  });
+
+  it('mkdir writes a marker, rmdir refuses non-empty directories and deletes the marker', async () => {
+    const t = await mk();
+    const d = await t.vfs.mkdir(ALICE, ROOT_INO, 'dir', 0o750);
+    const h = await t.store.head('dir/');
+    expect(h?.contentType).toBe('application/x-directory');
+    expect(h?.metadata['file-permissions']).toBe('040750');
+    await writeFile(t.vfs, d.ino, 'x', 'x');
+    expect(await code(t.vfs.rmdir(R, ROOT_INO, 'dir'))).toBe('ENOTEMPTY');
+    await t.vfs.unlink(R, d.ino, 'x');
+    await t.vfs.rmdir(R, ROOT_INO, 'dir');
+    expect(await t.store.head('dir/')).toBeNull();
+    expect(await code(t.vfs.lookup(R, ROOT_INO, 'dir'))).toBe('ENOENT');
+  });
+
+  it('renames files and whole directories in the bucket', async () => {
+    const t = await mk({ mode: 'write-through' });
+    const a = await t.vfs.mkdir(R, ROOT_INO, 'a', 0o755);
+    const b = await t.vfs.mkdir(R, a.ino, 'b', 0o755);
+    await writeFile(t.vfs, b.ino, 'f1', 'one');
+    await writeFile(t.vfs, a.ino, 'f2', 'two');
+    await t.vfs.rename(R, a.ino, 'f2', ROOT_INO, 'top');
+    expect(t.mem.read('top')?.toString()).toBe('two');
+    expect(t.mem.read('a/f2')).toBeUndefined();
+    await t.vfs.rename(R, ROOT_INO, 'a', ROOT_INO, 'z');
+    expect(t.mem.keys().sort()).toEqual(['top', 'z/', 'z/b/', 'z/b/f1']);
+    const z = await t.vfs.lookup(R, ROOT_INO, 'z');
+    const zb = await t.vfs.lookup(R, z.ino, 'b');
+    expect((await readAll(t.vfs, (await t.vfs.lookup(R, zb.ino, 'f1')).ino)).toString()).toBe('one');
+    // rename over an existing file replaces it; into own subtree is EINVAL
+    await writeFile(t.vfs, ROOT_INO, 'other', 'other');
+    await t.vfs.rename(R, ROOT_INO, 'other', ROOT_INO, 'top');
+    expect(t.mem.read('top')?.toString()).toBe('other');
+    expect(await code(t.vfs.rename(R, ROOT_INO, 'z', zb.ino, 'zz'))).toBe('EINVAL');
+    expect(await code(t.vfs.rename(R, ROOT_INO, 'top', ROOT_INO, 'z'))).toBe('EISDIR');
+  });
+
+  it('renames a dirty file before its upload: only the new key appears', async () => {
+    const t = await mk({ uploadDelayMs: 60_000 });
+    await writeFile(t.vfs, ROOT_INO, 'draft', 'v1');
+    await t.vfs.rename(R, ROOT_INO, 'draft', ROOT_INO, 'final');
+    await t.vfs.flushAll(5000);
+    expect(t.mem.keys()).toEqual(['final']);
+    expect(t.mem.read('final')?.toString()).toBe('v1');
+  });
+
+  it('unlink of a file that was never uploaded leaves nothing in the bucket', async () => {
+    const t = await mk({ uploadDelayMs: 60_000 });
+    await writeFile(t.vfs, ROOT_INO, 'tmp', 'x');
+    await t.vfs.unlink(R, ROOT_INO, 'tmp');
+    await t.vfs.flushAll(5000);
+    expect(t.mem.keys()).toEqual([]);
+  });
+
+  it('symlinks are objects whose body is the target', async () => {
+    const t = await mk();
+    const l = await t.vfs.symlink(ALICE, ROOT_INO, 'link', '../target/x');
+    expect(l.type).toBe('symlink');
+    expect(t.mem.read('link')?.toString()).toBe('../target/x');
+    expect((await t.store.head('link'))?.metadata['file-permissions']).toBe('0120777');
+    expect(await t.vfs.readlink(R, l.ino)).toBe('../target/x');
+  });
+
+  it('chmod/chown/utimens of an uploaded file use a server-side copy; attributes come back after a restart', async () => {
+    const store = new MemoryObjectStore();
+    const t = await mk({ store, mode: 'write-through' });
+    const ino = await writeFile(t.vfs, ROOT_INO, 'f', 'content');
+    const putsBefore = store.callCount('put');
+    await t.vfs.setattr(R, ino, { mode: 0o600, uid: 42, gid: 43, mtimeNs: 1_600_000_000_000_000_001n });
+    expect(store.callCount('put')).toBe(putsBefore);
+    expect(store.callCount('copy')).toBeGreaterThan(0);
+    const h = await store.head('f');
+    const d = decodePosixMeta(h!.metadata, {
+      defaults: { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 },
+      lastModified: h!.lastModified,
+      isDirMarker: false,
+    });
+    expect(d).toMatchObject({ mode: 0o600, uid: 42, gid: 43, mtimeNs: 1_600_000_000_000_000_001n });
+    // a second gateway on an empty cache sees the same attributes
+    const t2 = await mk({ store });
+    const a = await t2.vfs.lookup(R, ROOT_INO, 'f');
+    expect(a).toMatchObject({ mode: 0o600, uid: 42, gid: 43, size: 7, mtimeNs: 1_600_000_000_000_000_001n });
+  });
+
+  it('random writes, appends, sparse files, truncation and overwrites', async () => {
+    const t = await mk();
+    const { attr, fh } = await t.vfs.create(R, ROOT_INO, 'sparse', 0o644, O_CREAT | O_RDWR);
+    await t.vfs.write(fh, 1_000_000, Buffer.from('end'));
+    await t.vfs.write(fh, 10, Buffer.from('mid'));
+    expect((await t.vfs.getattr(R, attr.ino)).size).toBe(1_000_003);
+    const b = await t.vfs.read(fh, 0, 2_000_000);
+    expect(b.length).toBe(1_000_003);
+    expect(b.subarray(10, 13).toString()).toBe('mid');
+    expect(b.subarray(0, 10).every((x) => x === 0)).toBe(true);
+    expect(b.subarray(1_000_000).toString()).toBe('end');
+    await t.vfs.setattr(R, attr.ino, { size: 12 }, fh);
+    await t.vfs.setattr(R, attr.ino, { size: 20 }, fh);
+    const c = await t.vfs.read(fh, 0, 100);
+    expect(c).toEqual(Buffer.concat([Buffer.alloc(10), Buffer.from('mi'), Buffer.alloc(8)]));
+    await t.vfs.flush(fh);
+    await t.vfs.release(fh);
+    const fh2 = await t.vfs.open(R, attr.ino, O_WRONLY | 0o2000 /* O_APPEND */);
+    await t.vfs.write(fh2, 0, Buffer.from('++'));
+    await t.vfs.release(fh2);
+    await t.vfs.flushAll(5000);
+    expect(t.mem.read('sparse')).toEqual(Buffer.concat([c, Buffer.from('++')]));
+    // partial overwrite of an uploaded file whose data is no longer cached locally
+    await t.cache.drop(attr.ino);
+    const fh3 = await t.vfs.open(R, attr.ino, O_RDWR);
+    await t.vfs.write(fh3, 0, Buffer.from('AB'));
+    await t.vfs.release(fh3);
+    await t.vfs.flushAll(5000);
+    expect(t.mem.read('sparse')).toEqual(Buffer.concat([Buffer.from('AB'), c.subarray(2), Buffer.from('++')]));
+  });
+
+  it('reads large remote files in ranges and serves cached ranges without requests', async () => {
+    const store = new MemoryObjectStore();
+    const data = Buffer.alloc(5 * 1024 * 1024 + 123);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 255;
+    store.seed('big.bin', data);
+    const t = await mk({ store });
+    const a = await t.vfs.lookup(R, ROOT_INO, 'big.bin');
+    const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+    const part = await t.vfs.read(fh, 3_000_000, 4096);
+    expect(part).toEqual(data.subarray(3_000_000, 3_004_096));
+    store.resetCalls();
+    expect(await t.vfs.read(fh, 3_000_100, 100)).toEqual(data.subarray(3_000_100, 3_000_200));
+    expect(store.callCount('getRange')).toBe(0);
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < data.length; off += 131072) chunks.push(await t.vfs.read(fh, off, 131072));
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    await t.vfs.release(fh);
+  });
+
+  it('enforces permissions with the caller credentials', async () => {
+    const t = await mk();
+    const d = await t.vfs.mkdir(R, ROOT_INO, 'shared', 0o777);
+    const ino = await writeFile(t.vfs, d.ino, 'alice.txt', 'secret', ALICE);
+    expect((await t.vfs.getattr(R, ino)).uid).toBe(1000);
+    expect(await code(t.vfs.open(BOB, ino, O_WRONLY))).toBe('EACCES');
+    expect(await code(t.vfs.open(BOB, ino, O_RDONLY))).toBe('ok');
+    expect(await code(t.vfs.setattr(BOB, ino, { mode: 0o777 }))).toBe('EPERM');
+    expect(await code(t.vfs.setattr(ALICE, ino, { uid: 0 }))).toBe('EPERM');
+    expect(await code(t.vfs.access(BOB, ino, W_OK))).toBe('EACCES');
+    await t.vfs.setattr(ALICE, ino, { mode: 0o600 });
+    expect(await code(t.vfs.open(BOB, ino, O_RDONLY))).toBe('EACCES');
+    const priv = await t.vfs.mkdir(ALICE, ROOT_INO, 'priv', 0o700);
+    expect(await code(t.vfs.mkdir(BOB, d.ino, 'bobdir', 0o755))).toBe('ok');
+    expect(await code(t.vfs.lookup(BOB, priv.ino, 'x'))).toBe('EACCES');
+    expect(await code(t.vfs.create(BOB, priv.ino, 'x', 0o644, O_CREAT | O_WRONLY))).toBe('EACCES');
+  });
+
+  it('bad names and unsupported operations fail with the POSIX errno', async () => {
+    const t = await mk();
+    expect(await code(t.vfs.create(R, ROOT_INO, 'x'.repeat(256), 0o644, O_CREAT))).toBe('ENAMETOOLONG');
+    expect(await code(t.vfs.mkdir(R, ROOT_INO, 'é'.repeat(128), 0o755))).toBe('ENAMETOOLONG');
+    const ino = await writeFile(t.vfs, ROOT_INO, 'f', 'x');
+    expect(await code(t.vfs.create(R, ROOT_INO, 'f', 0o644, O_CREAT | O_EXCL))).toBe('EEXIST');
+    expect(await code(t.vfs.mkdir(R, ROOT_INO, 'f', 0o755))).toBe('EEXIST');
+    expect(await code(t.vfs.link(R, ino, ROOT_INO, 'hard'))).toBe('EPERM');
+    expect(await code(t.vfs.rmdir(R, ROOT_INO, 'f'))).toBe('ENOTDIR');
+    expect(await code(t.vfs.unlink(R, ROOT_INO, 'missing'))).toBe('ENOENT');
+    expect(await code(t.vfs.setattr(R, ROOT_INO, { mode: 0o700 }))).toBe('EPERM'); // whole-bucket root
+  });
+
+  it('a backend failure is EIO and the VFS keeps serving', async () => {
+    const t = await mk();
+    t.mem.failNext('put', 'transient', { times: 1 });
+    expect(await code(t.vfs.mkdir(R, ROOT_INO, 'd', 0o755))).toBe('EIO');
+    expect(await code(t.vfs.lookup(R, ROOT_INO, 'd'))).toBe('ENOENT');
+    await t.vfs.mkdir(R, ROOT_INO, 'd', 0o755);
+    expect((await t.vfs.lookup(R, ROOT_INO, 'd')).type).toBe('dir');
+  });
+
+  it('read-only shares refuse every change with EROFS', async () => {
+    const store = new MemoryObjectStore();
+    store.seed('a.txt', 'a');
+    const t = await mk({ store, readOnly: true });
+    const a = await t.vfs.lookup(R, ROOT_INO, 'a.txt');
+    expect(await code(t.vfs.open(R, a.ino, O_WRONLY))).toBe('EROFS');
+    expect(await code(t.vfs.mkdir(R, ROOT_INO, 'd', 0o755))).toBe('EROFS');
+    expect(await code(t.vfs.unlink(R, ROOT_INO, 'a.txt'))).toBe('EROFS');
+    expect(await code(t.vfs.setattr(R, a.ino, { mode: 0o600 }))).toBe('EROFS');
+    expect((await readAll(t.vfs, a.ino)).toString()).toBe('a');
+  });
+
+  it('skips objects that cannot be shown as paths, and a file shadowed by a directory', async () => {
+    const store = new MemoryObjectStore();
+    store.seed('ok.txt', 'ok');
+    store.seed('a//b', 'x');
+    store.seed('./x', 'x');
+    store.seed('../y', 'y');
+    store.seed('dup', 'file');
+    store.seed('dup/inner', 'inner');
+    store.seed(`${'n'.repeat(300)}`, 'long');
+    const t = await mk({ store });
+    const r = await t.vfs.readdir(R, ROOT_INO, 0n, 100);
+    // `a//b` makes `a` a (legitimate) prefix, but its empty-named child is skipped.
+    expect(r.entries.map((e) => e.name).sort()).toEqual(['a', 'dup', 'ok.txt']);
+    expect((await t.vfs.lookup(R, ROOT_INO, 'dup')).type).toBe('dir');
+    const a = await t.vfs.lookup(R, ROOT_INO, 'a');
+    expect((await t.vfs.readdir(R, a.ino, 0n, 100)).entries).toEqual([]);
+  });
+
+  it('readdir pages with stable cookies', async () => {
+    const t = await mk();
+    for (let i = 0; i < 25; i++) await writeFile(t.vfs, ROOT_INO, `f${i}`, String(i));
+    const names: string[] = [];
+    let cookie = 0n;
+    for (;;) {
+      const r = await t.vfs.readdir(R, ROOT_INO, cookie, 7);
+      names.push(...r.entries.map((e) => e.name));
+      if (r.eof) break;
+      cookie = r.entries[r.entries.length - 1]!.cookie;
+      if (names.length === 7) await t.vfs.unlink(R, ROOT_INO, 'f0'); // deleting a seen entry does not shift
+    }
+    expect(names).toHaveLength(25);
+    expect(new Set(names).size).toBe(25);
+  });
+
+  it('a restart resumes journaled uploads (cache mode)', async () => {
+    const store = new MemoryObjectStore();
+    const t = await createTestVfs({ store, uploadDelayMs: 3_600_000 });
+    await writeFile(t.vfs, ROOT_INO, 'pending', 'not yet uploaded');
+    expect(t.meta.allUploads()).toHaveLength(1);
+    await t.close();
+    expect(store.read('pending')).toBeUndefined();
+    const t2 = await createTestVfs({ store, dir: t.dir });
+    open.push(t2);
+    await t2.vfs.flushAll(5000);
+    expect(store.read('pending')?.toString()).toBe('not yet uploaded');
+  });
+
+  it('reverse sync: added, changed and removed objects; conflicts keep both versions', async () => {
+    const store = new MemoryObjectStore();
+    store.seed('keep', 'k');
+    store.seed('change', 'v1');
+    store.seed('gone', 'g');
+    const t = await mk({ store, uploadDelayMs: 3_600_000 });
+    const root = (await t.vfs.readdir(R, ROOT_INO, 0n, 100)).entries.map((e) => e.name).sort();
+    expect(root).toEqual(['change', 'gone', 'keep']);
+    const mine = await writeFile(t.vfs, ROOT_INO, 'mine', 'local edit');
+    store.seed('new', 'n');
+    store.seed('change', 'v2 longer');
+    await store.delete(['gone']);
+    store.seed('mine', 'someone else');
+    const sum = await t.vfs.refresh('/', true);
+    expect(sum).toMatchObject({ added: 1, changed: 1, removed: 1, conflicts: 1 });
+    const names = (await t.vfs.readdir(R, ROOT_INO, 0n, 100)).entries.map((e) => e.name).sort();
+    expect(names.filter((n) => !n.startsWith('mine.conflict-'))).toEqual(['change', 'keep', 'mine', 'new']);
+    const conflict = names.find((n) => n.startsWith('mine.conflict-'))!;
+    expect(store.read(conflict)?.toString()).toBe('someone else');
+    const ch = await t.vfs.lookup(R, ROOT_INO, 'change');
+    expect((await readAll(t.vfs, ch.ino)).toString()).toBe('v2 longer');
+    expect((await readAll(t.vfs, mine)).toString()).toBe('local edit');
+    await t.vfs.flushAll(5000);
+    expect(store.read('mine')?.toString()).toBe('local edit');
+  });
+
+  it('directory listings older than the TTL are re-listed on access', async () => {
+    const store = new MemoryObjectStore();
+    const t = await mk({ store, dirTtlMs: 50 });
+    expect((await t.vfs.readdir(R, ROOT_INO, 0n, 10)).entries).toHaveLength(0);
+    store.seed('late', 'x');
+    expect((await t.vfs.readdir(R, ROOT_INO, 0n, 10)).entries).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 80));
+    expect((await t.vfs.readdir(R, ROOT_INO, 0n, 10)).entries.map((e) => e.name)).toEqual(['late']);
+  });
+});
