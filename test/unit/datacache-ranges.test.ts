@@ -23,7 +23,10 @@ const R = (start: number, end: number): ByteRange => ({ start, end });
 
 describe('ranges: basics', () => {
   it('normalizes: sorts, drops empties, merges overlapping and touching ranges', () => {
-    expect(normalizeRanges([R(10, 20), R(0, 5), R(5, 7), R(3, 3), R(15, 25), R(30, 29)])).toEqual([R(0, 7), R(10, 25)]);
+    expect(normalizeRanges([R(10, 20), R(0, 5), R(5, 7), R(3, 3), R(15, 25), R(30, 29)])).toEqual([
+      R(0, 7),
+      R(10, 25),
+    ]);
     expect(normalizeRanges([])).toEqual([]);
   });
 
@@ -46,14 +49,21 @@ describe('ranges: basics', () => {
   });
 
   it('union', () => {
-    expect(unionRanges([R(0, 2), R(8, 10)], [R(1, 3), R(5, 6), R(10, 11)])).toEqual([R(0, 3), R(5, 6), R(8, 11)]);
+    expect(unionRanges([R(0, 2), R(8, 10)], [R(1, 3), R(5, 6), R(10, 11)])).toEqual([
+      R(0, 3),
+      R(5, 6),
+      R(8, 11),
+    ]);
   });
 
   it('subtract', () => {
     expect(subtractRange([R(0, 10)], R(3, 5))).toEqual([R(0, 3), R(5, 10)]);
     expect(subtractRange([R(0, 10)], R(0, 10))).toEqual([]);
     expect(subtractRange([R(0, 10), R(20, 30)], R(5, 25))).toEqual([R(0, 5), R(25, 30)]);
-    expect(subtractRanges([R(0, 10), R(20, 30)], [R(-5, 1), R(9, 21), R(29, 40)])).toEqual([R(1, 9), R(21, 29)]);
+    expect(subtractRanges([R(0, 10), R(20, 30)], [R(-5, 1), R(9, 21), R(29, 40)])).toEqual([
+      R(1, 9),
+      R(21, 29),
+    ]);
     // one b range covering several a ranges
     expect(subtractRanges([R(0, 2), R(4, 6), R(8, 10)], [R(1, 9)])).toEqual([R(0, 1), R(9, 10)]);
   });
@@ -168,22 +178,52 @@ describe('ranges: randomized against a bitmap model', () => {
         expect(isNormalized(got)).toBe(true);
         expect(got).toEqual(fromBits(want));
       };
-      check(unionRanges(a, b), A.map((x, i) => x || !!B[i]));
-      check(subtractRanges(a, b), A.map((x, i) => x && !B[i]));
-      check(intersectRanges(a, b), A.map((x, i) => x && !!B[i]));
-      check(addRange(a, r), A.map((x, i) => x || !!Rb[i]));
-      check(subtractRange(a, r), A.map((x, i) => x && !Rb[i]));
-      check(intersectRange(a, r), A.map((x, i) => x && !!Rb[i]));
-      check(clipRanges(a, r.start, r.end), A.map((x, i) => x && !!Rb[i]));
-      check(truncateRanges(a, size), A.map((x, i) => x && i < size));
-      check(missingRanges(r, a), Rb.map((x, i) => x && !A[i]));
+      check(
+        unionRanges(a, b),
+        A.map((x, i) => x || !!B[i]),
+      );
+      check(
+        subtractRanges(a, b),
+        A.map((x, i) => x && !B[i]),
+      );
+      check(
+        intersectRanges(a, b),
+        A.map((x, i) => x && !!B[i]),
+      );
+      check(
+        addRange(a, r),
+        A.map((x, i) => x || !!Rb[i]),
+      );
+      check(
+        subtractRange(a, r),
+        A.map((x, i) => x && !Rb[i]),
+      );
+      check(
+        intersectRange(a, r),
+        A.map((x, i) => x && !!Rb[i]),
+      );
+      check(
+        clipRanges(a, r.start, r.end),
+        A.map((x, i) => x && !!Rb[i]),
+      );
+      check(
+        truncateRanges(a, size),
+        A.map((x, i) => x && i < size),
+      );
+      check(
+        missingRanges(r, a),
+        Rb.map((x, i) => x && !A[i]),
+      );
       expect(totalBytes(a)).toBe(A.filter((x) => x).length);
       const inR = A.filter((_, i) => i >= r.start && i < r.end);
       expect(containsRange(a, r)).toBe(inR.every((x) => x));
       expect(overlapsRange(a, r)).toBe(inR.some((x) => x));
       // normalize of an arbitrary (shuffled, overlapping) concatenation equals the union
       const shuffled = [...a, ...b, r].sort(() => rand() - 0.5);
-      check(normalizeRanges(shuffled), A.map((x, i) => x || !!B[i] || !!Rb[i]));
+      check(
+        normalizeRanges(shuffled),
+        A.map((x, i) => x || !!B[i] || !!Rb[i]),
+      );
     }
   });
 });
