@@ -27,7 +27,8 @@
  *    closed; a retired handle closes on its last release.
  *
  * Hits and misses are counted by missing(): a call whose (size-clipped) range is non-empty counts
- * one hit when nothing is missing and one miss otherwise.
+ * one hit when nothing is missing and one miss otherwise (callers pass { count: false } for
+ * internal checks, so one client read is one sample).
  */
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -472,14 +473,19 @@ export class DiskDataCache implements DataCache {
     return this.entries.get(ino)?.size;
   }
 
-  /** Counts one hit (result empty) or one miss (result non-empty) when the clipped range is non-empty. */
-  missing(ino: Ino, offset: number, length: number): ByteRange[] {
+  /**
+   * Counts one hit (result empty) or one miss (result non-empty) when the clipped range is
+   * non-empty, unless `opts.count` is false.
+   */
+  missing(ino: Ino, offset: number, length: number, opts?: { count?: boolean }): ByteRange[] {
     const e = this.need(ino, 'missing');
     const want = this.clip(e, offset, length, 'missing');
     if (want.end <= want.start) return [];
     const m = missingRanges(want, e.present);
-    if (m.length > 0) this.misses++;
-    else this.hits++;
+    if (opts?.count !== false) {
+      if (m.length > 0) this.misses++;
+      else this.hits++;
+    }
     return m;
   }
 

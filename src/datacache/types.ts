@@ -48,8 +48,12 @@ export interface DataCache {
   has(ino: Ino): boolean;
   /** Current logical size of a tracked inode. */
   size(ino: Ino): number | undefined;
-  /** Parts of [offset, offset+length) (clipped to the size) that are not present. */
-  missing(ino: Ino, offset: number, length: number): ByteRange[];
+  /**
+   * Parts of [offset, offset+length) (clipped to the size) that are not present. Unless
+   * `opts.count` is false, a call with a non-empty clipped range counts one cache hit (nothing
+   * missing) or one miss in usage(); internal checks (fetcher blocks, uploads) should pass false.
+   */
+  missing(ino: Ino, offset: number, length: number, opts?: { count?: boolean }): ByteRange[];
   /** Store fetched bytes as clean data; bytes that are dirty or beyond the size are skipped. */
   fill(ino: Ino, offset: number, data: Buffer): Promise<void>;
   /** Read [offset, offset+length) clipped to the size; throws if any of it is not present. */

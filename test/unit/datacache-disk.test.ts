@@ -126,6 +126,9 @@ describe('DiskDataCache: reads and writes', () => {
     expect(c.missing(1, 0, 10)).toEqual([R(0, 2), R(4, 10)]);
     expect(c.missing(1, 2, 2)).toEqual([]);
     expect(c.usage()).toMatchObject({ hits: 1, misses: 2 });
+    expect(c.missing(1, 0, 10, { count: false })).toEqual([R(0, 2), R(4, 10)]);
+    expect(c.missing(1, 2, 2, { count: false })).toEqual([]);
+    expect(c.usage()).toMatchObject({ hits: 1, misses: 2 });
   });
 
   it('read throws EIO for bytes that are not present, and for untracked inodes', async () => {
