@@ -1,0 +1,583 @@
+/**
+ * S3ObjectStore against a real s3rver over HTTP: the contract suite in every checksum mode, the
+ * aws-chunked corruption regression, and integrity / retry / error paths through a tiny HTTP proxy
+ * that can corrupt request bodies, fail requests or inject response headers.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  crc32c,
+  crc32cCombine,
+  crc64nvme,
+  crc64nvmeCombine,
+  S3ObjectStore,
+  toObjectStoreError,
+  type ChecksumMode,
+  type S3ObjectStoreOptions,
+} from '../../src/objectstore/s3.js';
+import { ObjectStoreError } from '../../src/objectstore/types.js';
+import { CONTRACT_PART_SIZE, objectStoreContract } from '../contract/objectstore-contract.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+
+function md5hex(b: Uint8Array): string {
+  return createHash('md5').update(b).digest('hex');
+}
+
+/** A plain SDK client with default settings, to read what s3rver really stored. */
+function plainClient(s3: S3rverHandle): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
+}
+
+async function rawGet(client: S3Client, bucket: string, key: string): Promise<Buffer | null> {
+  try {
+    const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const bytes = (await res.Body?.transformToByteArray()) ?? new Uint8Array();
+    return Buffer.from(bytes);
+  } catch (e) {
+    if (e instanceof Error && (e.name === 'NoSuchKey' || e.name === 'NotFound')) return null;
+    throw e;
+  }
+}
+
+const servers: S3rverHandle[] = [];
+async function server(): Promise<S3rverHandle> {
+  const s = await startS3rver();
+  servers.push(s);
+  return s;
+}
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+function storeFor(
+  s3: S3rverHandle,
+  checksum: ChecksumMode,
+  extra: Partial<S3ObjectStoreOptions> = {},
+): S3ObjectStore {
+  return new S3ObjectStore({
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    checksum,
+    multipartThreshold: CONTRACT_PART_SIZE,
+    partSize: CONTRACT_PART_SIZE,
+    ...extra,
+  });
+}
+
+for (const mode of ['md5', 'auto', 'crc32c', 'crc64nvme'] as const) {
+  objectStoreContract(`S3ObjectStore on s3rver, checksum ${mode}`, async () => {
+    const s3 = await server();
+    const store = storeFor(s3, mode);
+    const missingBucket = storeFor(s3, mode, { bucket: 'no-such-bucket' });
+    // s3rver checks the access key id but not the V4 signature: a wrong secret alone is accepted.
+    const badCredentials = storeFor(s3, mode, {
+      credentials: { accessKeyId: 'WRONGKEY', secretAccessKey: 'wrong-secret' },
+    });
+    const raw = plainClient(s3);
+    return {
+      store,
+      missingBucket,
+      badCredentials,
+      wholeObjectMultipartEtag: true,
+      rawGet: (key) => rawGet(raw, s3.bucket, key),
+      cleanup: async () => {
+        for (const s of [store, missingBucket, badCredentials]) s.destroy();
+        raw.destroy();
+        await s3.stop();
+      },
+    };
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+
+interface ProxyRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+interface ProxyAction {
+  /** Replace the request body sent upstream. */
+  body?: Buffer;
+  /** Answer this status instead of forwarding. */
+  respond?: { status: number; code: string };
+  /** Extra response headers. */
+  responseHeaders?: Record<string, string>;
+}
+
+/** HTTP proxy in front of s3rver; `rule` decides per request what to do. */
+async function startProxy(
+  upstream: string,
+  rule: (req: ProxyRequest) => ProxyAction | undefined,
+): Promise<{ endpoint: string; seen: ProxyRequest[]; close(): Promise<void> }> {
+  const up = new URL(upstream);
+  const seen: ProxyRequest[] = [];
+  const srv = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const pr: ProxyRequest = {
+        method: req.method ?? 'GET',
+        url: req.url ?? '/',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      };
+      seen.push(pr);
+      const action = rule(pr) ?? {};
+      if (action.respond !== undefined) {
+        const xml = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${action.respond.code}</Code><Message>injected</Message></Error>`;
+        res.writeHead(action.respond.status, {
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(xml),
+        });
+        res.end(req.method === 'HEAD' ? undefined : xml);
+        return;
+      }
+      const body = action.body ?? pr.body;
+      const headers = { ...req.headers, 'content-length': String(body.length) };
+      const upReq = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, ...(action.responseHeaders ?? {}) });
+          upRes.pipe(res);
+        },
+      );
+      upReq.on('error', () => res.destroy());
+      upReq.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
+function flipByte(b: Buffer, at: number): Buffer {
+  const c = Buffer.from(b);
+  if (c.length > 0) c[at % c.length] = (c[at % c.length] ?? 0) ^ 0xff;
+  return c;
+}
+
+const isPut = (r: ProxyRequest): boolean => r.method === 'PUT' && !('x-amz-copy-source' in r.headers);
+const isPartUpload = (r: ProxyRequest): boolean => isPut(r) && /[?&]partNumber=/.test(r.url);
+const partNumber = (r: ProxyRequest): number => Number(/[?&]partNumber=(\d+)/.exec(r.url)?.[1] ?? '0');
+
+describe('S3ObjectStore on s3rver: integrity', () => {
+  let s3: S3rverHandle;
+  let raw: S3Client;
+  let tmp: string;
+
+  beforeAll(async () => {
+    s3 = await server();
+    raw = plainClient(s3);
+    tmp = await mkdtemp(join(tmpdir(), 'bucketgate-s3it-'));
+  });
+  afterAll(async () => {
+    raw?.destroy();
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it.each(['md5', 'auto', 'crc32c', 'crc64nvme'] as const)(
+    'no aws-chunked framing is stored (checksum %s)',
+    async (mode) => {
+      const store = storeFor(s3, mode);
+      const data = randomBytes(100_000);
+      const file = join(tmp, `chunked-${mode}.bin`);
+      await writeFile(file, data);
+      await store.put(`chunked/${mode}/buffer`, data, { metadata: { mode: '33188' } });
+      await store.put(`chunked/${mode}/file`, { path: file, size: data.length }, { metadata: {} });
+      for (const key of [`chunked/${mode}/buffer`, `chunked/${mode}/file`]) {
+        const back = await rawGet(raw, s3.bucket, key);
+        expect(back?.length).toBe(100_000);
+        expect(back?.equals(data)).toBe(true);
+      }
+      store.destroy();
+    },
+  );
+
+  it('a corrupted single-part upload is detected (every attempt corrupted → integrity error)', async () => {
+    const proxy = await startProxy(s3.endpoint, (r) =>
+      isPut(r) ? { body: flipByte(r.body, 17) } : undefined,
+    );
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint });
+    try {
+      const data = randomBytes(50_000);
+      const err = await store.put('integrity/single', data, { metadata: {} }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ObjectStoreError);
+      expect((err as ObjectStoreError).kind).toBe('integrity');
+      expect((err as ObjectStoreError).message).toContain(md5hex(data));
+      expect(proxy.seen.filter(isPut).length).toBe(4); // the first attempt and 3 retries
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('a single-part upload corrupted once is retried and stored intact', async () => {
+    let corrupted = 0;
+    const proxy = await startProxy(s3.endpoint, (r) =>
+      isPut(r) && corrupted++ === 0 ? { body: flipByte(r.body, 3) } : undefined,
+    );
+    const store = storeFor(s3, 'crc32c', { endpoint: proxy.endpoint });
+    try {
+      const data = randomBytes(40_000);
+      const res = await store.put('integrity/single-retry', data, { metadata: {} });
+      expect(res.etag).toBe(md5hex(data));
+      expect((await rawGet(raw, s3.bucket, 'integrity/single-retry'))?.equals(data)).toBe(true);
+      expect(proxy.seen.filter(isPut).length).toBe(2);
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('a part corrupted once is retried; a part always corrupted fails the upload with integrity', async () => {
+    const size = 11 * 1024 * 1024;
+    const data = randomBytes(size);
+    const file = join(tmp, 'mp.bin');
+    await writeFile(file, data);
+
+    let once = 0;
+    const p1 = await startProxy(s3.endpoint, (r) =>
+      isPartUpload(r) && partNumber(r) === 2 && once++ === 0 ? { body: flipByte(r.body, 1000) } : undefined,
+    );
+    const s1 = storeFor(s3, 'md5', { endpoint: p1.endpoint });
+    try {
+      const res = await s1.put('integrity/mp-retry', { path: file, size }, { metadata: {} });
+      expect(res.etag).toBe(md5hex(data)); // s3rver: whole-object MD5
+      expect(p1.seen.filter((r) => isPartUpload(r) && partNumber(r) === 2).length).toBe(2);
+      expect(md5hex((await rawGet(raw, s3.bucket, 'integrity/mp-retry')) ?? Buffer.alloc(0))).toBe(
+        md5hex(data),
+      );
+    } finally {
+      s1.destroy();
+      await p1.close();
+    }
+
+    const p2 = await startProxy(s3.endpoint, (r) =>
+      isPartUpload(r) && partNumber(r) === 3 ? { body: flipByte(r.body, 5) } : undefined,
+    );
+    const s2 = storeFor(s3, 'crc64nvme', { endpoint: p2.endpoint });
+    try {
+      const err = await s2.put('integrity/mp-fail', { path: file, size }, { metadata: {} }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as ObjectStoreError).kind).toBe('integrity');
+      expect((err as ObjectStoreError).message).toContain('part 3');
+      expect(p2.seen.filter((r) => isPartUpload(r) && partNumber(r) === 3).length).toBe(4);
+      // Never completed; the abort was attempted (s3rver answers 405 to AbortMultipartUpload).
+      expect(p2.seen.some((r) => r.method === 'POST' && /uploadId=/.test(r.url))).toBe(false);
+      expect(p2.seen.some((r) => r.method === 'DELETE' && /uploadId=/.test(r.url))).toBe(true);
+      expect(await rawGet(raw, s3.bucket, 'integrity/mp-fail')).toBeNull();
+    } finally {
+      s2.destroy();
+      await p2.close();
+    }
+  });
+
+  it('a checksum returned by the server is compared (crc32c and crc64nvme)', async () => {
+    const data = randomBytes(10_000);
+    const good32 = Buffer.alloc(4);
+    good32.writeUInt32BE(crc32c(data));
+    const good64 = Buffer.alloc(8);
+    good64.writeBigUInt64BE(crc64nvme(data));
+    let inject: Record<string, string> = {};
+    const proxy = await startProxy(s3.endpoint, (r) => (isPut(r) ? { responseHeaders: inject } : undefined));
+    const s32 = storeFor(s3, 'crc32c', { endpoint: proxy.endpoint });
+    const s64 = storeFor(s3, 'crc64nvme', { endpoint: proxy.endpoint });
+    try {
+      // The request carried the precomputed checksum as a header, not as a trailer.
+      await s32.put('integrity/crc-ok', data, { metadata: {} });
+      const sent = proxy.seen.filter(isPut).pop();
+      expect(sent?.headers['x-amz-checksum-crc32c']).toBe(good32.toString('base64'));
+      expect(sent?.headers['content-encoding']).toBeUndefined();
+      expect(sent?.headers['x-amz-trailer']).toBeUndefined();
+
+      inject = { 'x-amz-checksum-crc32c': good32.toString('base64') };
+      await s32.put('integrity/crc-ok', data, { metadata: {} });
+      inject = { 'x-amz-checksum-crc32c': 'AAAAAA==' };
+      await expect(s32.put('integrity/crc-bad', data, { metadata: {} })).rejects.toMatchObject({
+        kind: 'integrity',
+      });
+      inject = { 'x-amz-checksum-crc64nvme': good64.toString('base64') };
+      await s64.put('integrity/crc64-ok', data, { metadata: {} });
+      inject = { 'x-amz-checksum-crc64nvme': 'AAAAAAAAAAA=' };
+      await expect(s64.put('integrity/crc64-bad', data, { metadata: {} })).rejects.toMatchObject({
+        kind: 'integrity',
+      });
+    } finally {
+      s32.destroy();
+      s64.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('md5 mode sends Content-MD5 on PutObject and every UploadPart', async () => {
+    const proxy = await startProxy(s3.endpoint, () => undefined);
+    const store = storeFor(s3, 'auto', { endpoint: proxy.endpoint });
+    try {
+      const small = randomBytes(1000);
+      await store.put('integrity/md5-headers', small, { metadata: {} });
+      const big = randomBytes(CONTRACT_PART_SIZE + 100);
+      await store.put('integrity/md5-headers-mp', big, { metadata: {} });
+      const puts = proxy.seen.filter(isPut).sort((a, b) => partNumber(a) - partNumber(b));
+      expect(puts.length).toBe(3);
+      expect(puts[0]?.headers['content-md5']).toBe(createHash('md5').update(small).digest('base64'));
+      expect(puts[1]?.headers['content-md5']).toBe(
+        createHash('md5').update(big.subarray(0, CONTRACT_PART_SIZE)).digest('base64'),
+      );
+      expect(puts[2]?.headers['content-md5']).toBe(
+        createHash('md5').update(big.subarray(CONTRACT_PART_SIZE)).digest('base64'),
+      );
+      for (const p of puts) expect(p.headers['x-amz-trailer']).toBeUndefined();
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+});
+
+describe('S3ObjectStore on s3rver: retries, errors, abort', () => {
+  let s3: S3rverHandle;
+
+  beforeAll(async () => {
+    s3 = await server();
+  });
+
+  it('a part failing with 503 SlowDown is retried', async () => {
+    let failures = 0;
+    const proxy = await startProxy(s3.endpoint, (r) =>
+      isPartUpload(r) && partNumber(r) === 1 && failures++ < 2
+        ? { respond: { status: 503, code: 'SlowDown' } }
+        : undefined,
+    );
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint, maxAttempts: 1 });
+    try {
+      const data = randomBytes(CONTRACT_PART_SIZE * 2);
+      const res = await store.put('retry/mp', data, { metadata: {} });
+      expect(res.etag).toBe(md5hex(data));
+      expect(proxy.seen.filter((r) => isPartUpload(r) && partNumber(r) === 1).length).toBe(3);
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('maps HTTP and network errors to kinds, with status and code in the message', async () => {
+    const proxy = await startProxy(s3.endpoint, (r) => {
+      if (r.url.includes('err500')) return { respond: { status: 500, code: 'InternalError' } };
+      if (r.url.includes('err429')) return { respond: { status: 429, code: 'TooManyRequests' } };
+      if (r.url.includes('err412')) return { respond: { status: 412, code: 'PreconditionFailed' } };
+      if (r.url.includes('err400')) return { respond: { status: 400, code: 'InvalidArgument' } };
+      if (r.url.includes('err403')) return { respond: { status: 403, code: 'AccessDenied' } };
+      return undefined;
+    });
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint, maxAttempts: 1 });
+    try {
+      const e500 = await store.getRange('err500', 0, 1).catch((e: unknown) => e);
+      expect(e500).toMatchObject({ kind: 'transient', status: 500 });
+      expect((e500 as Error).message).toMatch(/HTTP 500 InternalError/);
+      await expect(store.getRange('err429', 0, 1)).rejects.toMatchObject({ kind: 'transient', status: 429 });
+      await expect(store.put('err412', Buffer.from('x'), { metadata: {} })).rejects.toMatchObject({
+        kind: 'precondition',
+        status: 412,
+      });
+      await expect(store.getRange('err400', 0, 1)).rejects.toMatchObject({ kind: 'invalid', status: 400 });
+      const e403 = await store.head('err403').catch((e: unknown) => e);
+      expect(e403).toMatchObject({ kind: 'denied', status: 403 });
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+
+    // Nothing listens on this port any more: ECONNREFUSED.
+    const dead = http.createServer();
+    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => dead.close(() => resolve()));
+    const offline = storeFor(s3, 'md5', { endpoint: `http://127.0.0.1:${port}`, maxAttempts: 1 });
+    try {
+      await expect(offline.list('')).rejects.toMatchObject({ kind: 'transient' });
+    } finally {
+      offline.destroy();
+    }
+  });
+
+  it('toObjectStoreError classifies SDK-shaped errors', () => {
+    const sdk = (name: string, status?: number): unknown =>
+      Object.assign(new Error(name), {
+        name,
+        ...(status !== undefined ? { $metadata: { httpStatusCode: status } } : {}),
+      });
+    const kind = (e: unknown): string => toObjectStoreError(e, 'op', 'k').kind;
+    expect(kind(sdk('NoSuchKey', 404))).toBe('not-found');
+    expect(kind(sdk('NotFound', 404))).toBe('not-found');
+    expect(kind(sdk('NoSuchBucket', 404))).toBe('no-bucket');
+    expect(kind(sdk('SignatureDoesNotMatch', 403))).toBe('denied');
+    expect(kind(sdk('InvalidAccessKeyId', 403))).toBe('denied');
+    expect(kind(sdk('PreconditionFailed', 412))).toBe('precondition');
+    expect(kind(sdk('ConditionalRequestConflict', 409))).toBe('precondition');
+    expect(kind(sdk('SlowDown', 503))).toBe('transient');
+    expect(kind(sdk('SlowDown'))).toBe('transient');
+    expect(kind(sdk('EntityTooLarge', 400))).toBe('invalid');
+    expect(kind(sdk('RequestTimeout', 400))).toBe('transient');
+    expect(kind(sdk('TimeoutError'))).toBe('transient');
+    expect(kind(sdk('AbortError'))).toBe('aborted');
+    expect(kind(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(
+      'transient',
+    );
+    expect(kind(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toBe('transient');
+    expect(kind(new Error('socket hang up'))).toBe('transient');
+    const e = toObjectStoreError(sdk('NoSuchKey', 404), 'getRange', 'a/b');
+    expect(e.message).toBe('getRange a/b: HTTP 404 NoSuchKey: NoSuchKey');
+  });
+
+  it('an aborted signal aborts a single put and a multipart upload', async () => {
+    const store = storeFor(s3, 'md5');
+    try {
+      const ac = new AbortController();
+      ac.abort();
+      await expect(
+        store.put('abort/single', Buffer.from('x'), { metadata: {}, signal: ac.signal }),
+      ).rejects.toMatchObject({ kind: 'aborted' });
+      await expect(store.head('abort/single', ac.signal)).rejects.toMatchObject({ kind: 'aborted' });
+
+      const ac2 = new AbortController();
+      const data = randomBytes(CONTRACT_PART_SIZE * 3);
+      const p = store.put('abort/mp', data, { metadata: {}, signal: ac2.signal });
+      setTimeout(() => ac2.abort(), 5);
+      await expect(p).rejects.toMatchObject({ kind: 'aborted' });
+      expect(await store.head('abort/mp')).toBeNull();
+    } finally {
+      store.destroy();
+    }
+  });
+
+  it('a non-existent source file fails with invalid; a short file too', async () => {
+    const store = storeFor(s3, 'md5');
+    const dir = await mkdtemp(join(tmpdir(), 'bucketgate-s3it-'));
+    try {
+      await expect(
+        store.put('file/missing', { path: join(dir, 'nope'), size: 10 }, { metadata: {} }),
+      ).rejects.toMatchObject({ kind: 'invalid' });
+      await writeFile(join(dir, 'short'), Buffer.alloc(100));
+      await expect(
+        store.put('file/short', { path: join(dir, 'short'), size: 200 }, { metadata: {} }),
+      ).rejects.toMatchObject({ kind: 'invalid' });
+      await expect(
+        store.put(
+          'file/short-mp',
+          { path: join(dir, 'short'), size: CONTRACT_PART_SIZE * 2 },
+          { metadata: {} },
+        ),
+      ).rejects.toMatchObject({
+        kind: 'invalid',
+      });
+      // The failed multipart upload left no object behind.
+      expect(await store.head('file/short-mp')).toBeNull();
+      await expect(
+        store.put('file/bad-meta', Buffer.from('x'), { metadata: { 'bad name': 'x' } }),
+      ).rejects.toMatchObject({ kind: 'invalid' });
+      await expect(
+        store.put('file/bad-meta', Buffer.from('x'), { metadata: { ok: 'caf\u00e9' } }),
+      ).rejects.toMatchObject({ kind: 'invalid' });
+    } finally {
+      store.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('multipart copy above the threshold reports s3rver’s missing UploadPartCopy as invalid and aborts', async () => {
+    const proxy = await startProxy(s3.endpoint, () => undefined);
+    const store = storeFor(s3, 'md5', {
+      endpoint: proxy.endpoint,
+      multipartCopyThreshold: 1000,
+      copyPartSize: 1000,
+    });
+    try {
+      await store.put('mpcopy/src', randomBytes(2500), { metadata: { uid: '3' } });
+      await expect(store.copy('mpcopy/src', 'mpcopy/dst', { size: 2500 })).rejects.toMatchObject({
+        kind: 'invalid',
+      });
+      const partCopies = proxy.seen.filter((r) => r.method === 'PUT' && 'x-amz-copy-source' in r.headers);
+      expect(partCopies.length).toBeGreaterThan(0);
+      expect(partCopies[0]?.headers['x-amz-copy-source-range']).toMatch(/^bytes=\d+-\d+$/);
+      expect(partCopies[0]?.headers['x-amz-copy-source-if-match']).toMatch(/^"[0-9a-f]{32}"$/);
+      expect(proxy.seen.some((r) => r.method === 'DELETE' && /uploadId=/.test(r.url))).toBe(true);
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('delete falls back to single DeleteObject when DeleteObjects is rejected', async () => {
+    const proxy = await startProxy(s3.endpoint, (r) =>
+      r.method === 'POST' && /[?&]delete/.test(r.url)
+        ? { respond: { status: 501, code: 'NotImplemented' } }
+        : undefined,
+    );
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint });
+    try {
+      await store.put('fallback/a', Buffer.from('a'), { metadata: {} });
+      await store.put('fallback/b', Buffer.from('b'), { metadata: {} });
+      await store.delete(['fallback/a', 'fallback/b', 'fallback/missing']);
+      expect(await store.head('fallback/a')).toBeNull();
+      expect(await store.head('fallback/b')).toBeNull();
+      const before = proxy.seen.length;
+      await store.delete(['fallback/missing']);
+      // The rejection is remembered: no second DeleteObjects attempt.
+      expect(proxy.seen.slice(before).every((r) => r.method === 'DELETE')).toBe(true);
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+});
+
+describe('checksum helpers', () => {
+  it('CRC-32C and CRC-64/NVME check values', () => {
+    const check = Buffer.from('123456789');
+    expect(crc32c(check)).toBe(0xe3069283);
+    expect(crc64nvme(check)).toBe(0xae8b14860a799888n);
+    expect(crc32c(Buffer.alloc(0))).toBe(0);
+    expect(crc64nvme(Buffer.alloc(0))).toBe(0n);
+  });
+
+  it('incremental and combined CRCs equal the CRC of the whole', () => {
+    const data = randomBytes(200_000);
+    for (const cut of [0, 1, 7, 4096, 99_999, 200_000]) {
+      const a = data.subarray(0, cut);
+      const b = data.subarray(cut);
+      expect(crc32c(b, crc32c(a))).toBe(crc32c(data));
+      expect(crc64nvme(b, crc64nvme(a))).toBe(crc64nvme(data));
+      expect(crc32cCombine(crc32c(a), crc32c(b), b.length)).toBe(crc32c(data));
+      expect(crc64nvmeCombine(crc64nvme(a), crc64nvme(b), b.length)).toBe(crc64nvme(data));
+    }
+  });
+});
