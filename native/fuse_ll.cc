@@ -1,0 +1,1686 @@
+// bucketgate_fuse: a small N-API binding of libfuse 2.9's LOW-LEVEL API (fuse_lowlevel.h).
+//
+// Why the low-level API: 64-bit inode numbers and file handles, the caller's uid/gid/pid/umask
+// (fuse_req_ctx) and supplementary groups (fuse_req_getgroups), full setattr (explicit and "now"
+// times with nanoseconds), create() with the real open flags, big_writes, and kernel cache
+// invalidation (fuse_lowlevel_notify_inval_inode/entry). Requests are answered asynchronously,
+// so many are in flight at once and there is no operation timeout.
+//
+// ---------------------------------------------------------------------------------------------
+// THREADS
+//   JS thread    Node's main thread. Creates sessions, receives requests through a thread-safe
+//                function (TSFN), answers them (fuse_reply_* is thread-safe in libfuse), and
+//                finalizes the session. It never blocks on the kernel.
+//   loop thread  One per session. poll()s /dev/fuse and a wake-up eventfd, reads one request
+//                (fuse_session_receive_buf) and dispatches it (fuse_session_process_buf). Our
+//                low-level callbacks run here: each one COPIES what it needs (names, write data,
+//                caller credentials) into a heap Request, records the fuse_req_t in the pending
+//                table and posts the Request to JS (non-blocking). It never replies (except
+//                FORGET, which takes no reply, and what libfuse answers itself, e.g. INIT).
+//   worker       One per session. Runs kernel notifications and the unmount request, in order.
+//                A notification can block inside the kernel until a request that we are serving
+//                is answered (page locks, the parent directory's lock), so it must run neither on
+//                the JS thread (which answers) nor on the loop thread (which reads requests).
+//   threadpool   mount() runs its checks and mount(2)/fusermount in the libuv threadpool.
+//
+// LOCK
+//   Core::mu guards: state, pending, next_id, jobs, unmount_queued. It is never held while
+//   calling libfuse, the kernel or JavaScript, and no other lock is taken while holding it.
+//   Fields written once before the threads start (se, ch, wake_fd, mountpoint) are read-only
+//   afterwards. Fields marked "JS thread only" need no lock.
+//
+// LIFECYCLE (states: kIdle -> kMounting -> kRunning -> kLoopEnded -> kFinalized)
+//   The loop ends when the kernel ends the connection (external umount/fusermount -u: read()
+//   gives ENODEV) or when our unmount() wakes it (queued on the worker after earlier notifications).
+//   The loop thread then lazily unmounts if WE asked and the connection is still up, records the
+//   reason and posts kEnded. On kEnded the JS thread joins the loop thread; once every pending
+//   request has been answered it stops the worker, destroys the fuse session (closing /dev/fuse,
+//   which aborts anything the kernel still waits for), posts 'unmounted' and releases the TSFN
+//   so Node can exit. fuse_session_destroy is never called with requests pending: a later
+//   fuse_reply_* would touch freed libfuse memory. Replies sent after the loop ended still reach
+//   the kernel (the fd stays open until finalization) or fail harmlessly once it is gone.
+// ---------------------------------------------------------------------------------------------
+
+#include <fuse_lowlevel.h>
+#include <napi.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+// ---- operations -----------------------------------------------------------------------------
+
+enum class Op : uint8_t {
+  kLookup, kGetattr, kSetattr, kReadlink, kMknod, kMkdir, kUnlink, kRmdir, kSymlink, kRename,
+  kLink, kOpen, kRead, kWrite, kFlush, kRelease, kFsync, kOpendir, kReaddir, kReleasedir,
+  kFsyncdir, kStatfs, kSetxattr, kGetxattr, kListxattr, kRemovexattr, kAccess, kCreate,
+};
+
+const char* const kOpNames[] = {
+  "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir", "symlink",
+  "rename", "link", "open", "read", "write", "flush", "release", "fsync", "opendir", "readdir",
+  "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr", "listxattr", "removexattr",
+  "access", "create",
+};
+
+using OpMask = uint64_t;
+constexpr OpMask Bit(Op op) { return OpMask{1} << static_cast<unsigned>(op); }
+
+// Which reply each operation accepts (a wrong reply type is a TypeError, nothing is sent).
+constexpr OpMask kEntryOps = Bit(Op::kLookup) | Bit(Op::kMknod) | Bit(Op::kMkdir) |
+                             Bit(Op::kSymlink) | Bit(Op::kLink);
+constexpr OpMask kAttrOps = Bit(Op::kGetattr) | Bit(Op::kSetattr);
+constexpr OpMask kOpenOps = Bit(Op::kOpen) | Bit(Op::kOpendir);
+constexpr OpMask kBufOps = Bit(Op::kRead) | Bit(Op::kReaddir) | Bit(Op::kGetxattr) |
+                           Bit(Op::kListxattr);
+constexpr OpMask kXattrSizeOps = Bit(Op::kGetxattr) | Bit(Op::kListxattr);
+// Operations whose success reply carries no data: replyErr(id, 0) answers them.
+constexpr OpMask kOkOps = Bit(Op::kUnlink) | Bit(Op::kRmdir) | Bit(Op::kRename) |
+                          Bit(Op::kFlush) | Bit(Op::kRelease) | Bit(Op::kFsync) |
+                          Bit(Op::kReleasedir) | Bit(Op::kFsyncdir) | Bit(Op::kSetxattr) |
+                          Bit(Op::kRemovexattr) | Bit(Op::kAccess);
+constexpr OpMask kAllOps = ~OpMask{0};
+
+// Operations whose VFS call takes the caller's credentials: only these pay for reading the
+// supplementary groups (/proc/<tid>/task/<tid>/status). read/write/flush/release do not.
+constexpr OpMask kCredOps = Bit(Op::kLookup) | Bit(Op::kGetattr) | Bit(Op::kSetattr) |
+                            Bit(Op::kReadlink) | Bit(Op::kMknod) | Bit(Op::kMkdir) |
+                            Bit(Op::kUnlink) | Bit(Op::kRmdir) | Bit(Op::kSymlink) |
+                            Bit(Op::kRename) | Bit(Op::kLink) | Bit(Op::kOpen) |
+                            Bit(Op::kOpendir) | Bit(Op::kReaddir) | Bit(Op::kStatfs) |
+                            Bit(Op::kAccess) | Bit(Op::kCreate);
+
+// One kernel request, copied out of libfuse's buffers on the loop thread.
+struct Request {
+  Op op;
+  uint64_t id = 0;
+  uint64_t ino = 0;   // target inode, or the parent directory of a name operation
+  uint64_t ino2 = 0;  // rename/link: the new parent
+  std::string name;   // raw bytes (not necessarily UTF-8)
+  std::string name2;  // rename/link: new name; symlink: the link target
+  bool has_fh = false;
+  uint64_t fh = 0;
+  int64_t off = 0;
+  uint64_t size = 0;
+  int flags = 0;
+  uint32_t mode = 0;
+  uint64_t rdev = 0;
+  int mask = 0;
+  bool datasync = false;
+  bool writepage = false;
+  int to_set = 0;      // setattr: FUSE_SET_ATTR_* mask
+  struct stat st {};   // setattr: the new values
+  std::unique_ptr<char[]> data;  // write data / setxattr value (a copy)
+  size_t data_len = 0;
+  uint32_t uid = 0, gid = 0, pid = 0, umask = 0;
+  std::vector<gid_t> groups;
+};
+
+// Item posted from the loop/worker threads (or the JS thread itself) to JavaScript.
+struct Event {
+  enum class Kind { kRequest, kInit, kEnded, kNotifyDone, kUnmounted } kind;
+  std::unique_ptr<Request> req;  // kRequest
+  fuse_conn_info conn {};         // kInit
+  std::string reason;             // kEnded / kUnmounted
+  int err = 0;                    // kEnded / kUnmounted: errno; kNotifyDone: result errno
+  uint64_t notify_id = 0;         // kNotifyDone
+};
+
+// Job for the worker thread.
+struct Job {
+  enum class Kind { kInvalInode, kInvalEntry, kUnmount, kStop } kind;
+  uint64_t notify_id = 0;
+  uint64_t ino = 0;
+  int64_t off = 0, len = 0;
+  std::string name;
+};
+
+struct Pending {
+  fuse_req_t req;
+  Op op;
+  size_t size;  // read/readdir/xattr: the most bytes the kernel accepts
+};
+
+class Core;
+void CallJs(Napi::Env env, Napi::Function fn, Core* core, Event* ev);
+using Tsfn = Napi::TypedThreadSafeFunction<Core, Event, CallJs>;
+
+// An errno-carrying failure of mount().
+struct MountError {
+  int err = 0;
+  std::string msg;
+  bool Set(int e, std::string m) {
+    err = e;
+    msg = std::move(m);
+    return false;
+  }
+};
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(strerror(err)) + " (" + (name ? name : std::to_string(err)) + ")";
+}
+
+// ---- the session core -----------------------------------------------------------------------
+
+class Core {
+ public:
+  enum class State { kIdle, kMounting, kRunning, kLoopEnded, kFinalized };
+
+  ~Core() {
+    // Only reached with threads still running when Node tears the environment down (process
+    // exit) with the file system mounted; detach rather than std::terminate.
+    if (loop_thread_.joinable()) loop_thread_.detach();
+    if (worker_thread_.joinable()) worker_thread_.detach();
+  }
+
+  // -- threadpool: mount --------------------------------------------------------------------
+  bool DoMount(const std::string& path, const std::vector<std::string>& opts, bool nonempty,
+               MountError* e);
+  void AbortMount();  // JS thread, after DoMount failed
+
+  // -- loop thread -------------------------------------------------------------------------
+  void LoopMain();
+  void Submit(fuse_req_t req, std::unique_ptr<Request> r);
+  void Post(Event* ev);
+
+  // -- worker thread -----------------------------------------------------------------------
+  void WorkerMain();
+
+  // -- JS thread ---------------------------------------------------------------------------
+  // Removes a pending request for a reply of an allowed type; throws a JS error otherwise.
+  Pending Take(Napi::Env env, uint64_t id, OpMask allowed, const char* reply);
+  void AfterReply();
+  void MaybeFinalize();
+  void OnEnded(const Event& ev);
+  static void EnvCleanup(void* arg);
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // worker queue
+  State state_ = State::kIdle;
+  std::unordered_map<uint64_t, Pending> pending_;
+  uint64_t next_id_ = 1;
+  std::deque<Job> jobs_;
+  bool unmount_queued_ = false;
+
+  // Written by the mount (before the threads start) and read-only afterwards.
+  std::string mountpoint_;
+  fuse_chan* ch_ = nullptr;
+  fuse_session* se_ = nullptr;
+  int wake_fd_ = -1;
+  std::thread loop_thread_;
+  std::thread worker_thread_;
+
+  // Loop thread writes these before posting kEnded; the JS thread reads them after.
+  std::string end_reason_;
+  int end_err_ = 0;
+  bool unmount_requested_ = false;  // set by the worker before waking the loop (eventfd orders it)
+
+  // JS thread only.
+  Tsfn tsfn_;
+  bool tsfn_live_ = false;
+  Napi::FunctionReference on_event_;
+  std::unordered_map<uint64_t, Napi::Promise::Deferred> notifies_;
+  uint64_t next_notify_ = 1;
+  bool loop_joined_ = false;
+  bool cleanup_hook_ = false;
+  napi_env env_ = nullptr;
+};
+
+// ---- low-level callbacks (loop thread) ------------------------------------------------------
+
+Core* CoreOf(fuse_req_t req) { return static_cast<Core*>(fuse_req_userdata(req)); }
+
+std::unique_ptr<Request> NewRequest(fuse_req_t req, Op op) {
+  auto r = std::make_unique<Request>();
+  r->op = op;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  r->uid = ctx->uid;
+  r->gid = ctx->gid;
+  r->pid = static_cast<uint32_t>(ctx->pid);
+  r->umask = ctx->umask;
+  return r;
+}
+
+void FetchGroups(fuse_req_t req, Request* r) {
+  gid_t buf[64];
+  int n = fuse_req_getgroups(req, 64, buf);
+  if (n <= 0) return;  // unknown (process gone, pid 0, ...): no supplementary groups
+  if (n <= 64) {
+    r->groups.assign(buf, buf + n);
+    return;
+  }
+  std::vector<gid_t> big(static_cast<size_t>(n));
+  int m = fuse_req_getgroups(req, n, big.data());
+  if (m > 0 && m <= n) r->groups.assign(big.begin(), big.begin() + m);
+}
+
+void SetFi(Request* r, const fuse_file_info* fi) {
+  if (fi) {
+    r->has_fh = true;
+    r->fh = fi->fh;
+    r->flags = fi->flags;
+  }
+}
+
+void LlInit(void* userdata, fuse_conn_info* conn) {
+  // big_writes comes with the mount option as well; ask explicitly so it cannot be lost.
+  if (conn->capable & FUSE_CAP_BIG_WRITES) conn->want |= FUSE_CAP_BIG_WRITES;
+  // open(O_TRUNC) reaches the VFS as a flag of open() instead of a separate setattr(size=0).
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  // We copy every request out of a plain memory buffer: no splice.
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  auto* core = static_cast<Core*>(userdata);
+  auto* ev = new Event{Event::Kind::kInit};
+  ev->conn = *conn;
+  core->Post(ev);
+}
+
+void LlDestroy(void*) {
+  // Called from fuse_session_destroy() during finalization (JS thread); 'unmounted' is posted
+  // right after by MaybeFinalize, so there is nothing to do here.
+}
+
+void LlLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto r = NewRequest(req, Op::kLookup);
+  r->ino = parent;
+  r->name = name;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+// Our inode numbers are persistent ids of the metadata store: no lookup counting is needed.
+void LlForget(fuse_req_t req, fuse_ino_t, unsigned long) { fuse_reply_none(req); }
+void LlForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+
+void LlGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kGetattr);
+  r->ino = ino;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kSetattr);
+  r->ino = ino;
+  r->to_set = to_set;
+  r->st = *attr;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlReadlink(fuse_req_t req, fuse_ino_t ino) {
+  auto r = NewRequest(req, Op::kReadlink);
+  r->ino = ino;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  auto r = NewRequest(req, Op::kMknod);
+  r->ino = parent;
+  r->name = name;
+  r->mode = mode;
+  r->rdev = rdev;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  auto r = NewRequest(req, Op::kMkdir);
+  r->ino = parent;
+  r->name = name;
+  r->mode = mode;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto r = NewRequest(req, Op::kUnlink);
+  r->ino = parent;
+  r->name = name;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto r = NewRequest(req, Op::kRmdir);
+  r->ino = parent;
+  r->name = name;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  auto r = NewRequest(req, Op::kSymlink);
+  r->ino = parent;
+  r->name = name;
+  r->name2 = link;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname) {
+  auto r = NewRequest(req, Op::kRename);
+  r->ino = parent;
+  r->name = name;
+  r->ino2 = newparent;
+  r->name2 = newname;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  auto r = NewRequest(req, Op::kLink);
+  r->ino = ino;
+  r->ino2 = newparent;
+  r->name2 = newname;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kOpen);
+  r->ino = ino;
+  r->flags = fi->flags;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kRead);
+  r->ino = ino;
+  r->size = size;
+  r->off = off;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kWrite);
+  r->ino = ino;
+  r->off = off;
+  r->size = size;
+  SetFi(r.get(), fi);
+  r->writepage = fi->writepage != 0;
+  // libfuse reuses its buffer for the next request: copy the data now.
+  r->data.reset(new char[size > 0 ? size : 1]);
+  memcpy(r->data.get(), buf, size);
+  r->data_len = size;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kFlush);
+  r->ino = ino;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kRelease);
+  r->ino = ino;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kFsync);
+  r->ino = ino;
+  r->datasync = datasync != 0;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kOpendir);
+  r->ino = ino;
+  r->flags = fi->flags;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kReaddir);
+  r->ino = ino;
+  r->size = size;
+  r->off = off;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kReleasedir);
+  r->ino = ino;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kFsyncdir);
+  r->ino = ino;
+  r->datasync = datasync != 0;
+  SetFi(r.get(), fi);
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlStatfs(fuse_req_t req, fuse_ino_t ino) {
+  auto r = NewRequest(req, Op::kStatfs);
+  r->ino = ino;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                size_t size, int flags) {
+  auto r = NewRequest(req, Op::kSetxattr);
+  r->ino = ino;
+  r->name = name;
+  r->flags = flags;
+  r->data.reset(new char[size > 0 ? size : 1]);
+  memcpy(r->data.get(), value, size);
+  r->data_len = size;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto r = NewRequest(req, Op::kGetxattr);
+  r->ino = ino;
+  r->name = name;
+  r->size = size;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto r = NewRequest(req, Op::kListxattr);
+  r->ino = ino;
+  r->size = size;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  auto r = NewRequest(req, Op::kRemovexattr);
+  r->ino = ino;
+  r->name = name;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
+  auto r = NewRequest(req, Op::kAccess);
+  r->ino = ino;
+  r->mask = mask;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+void LlCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  auto r = NewRequest(req, Op::kCreate);
+  r->ino = parent;
+  r->name = name;
+  r->mode = mode;
+  r->flags = fi->flags;
+  CoreOf(req)->Submit(req, std::move(r));
+}
+
+// Not implemented, so libfuse answers ENOSYS itself and the kernel stops asking: getlk/setlk/
+// flock (locks stay local to this host), bmap, ioctl, poll, fallocate (EOPNOTSUPP to callers).
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops;
+  memset(&ops, 0, sizeof ops);
+  ops.init = LlInit;
+  ops.destroy = LlDestroy;
+  ops.lookup = LlLookup;
+  ops.forget = LlForget;
+  ops.forget_multi = LlForgetMulti;
+  ops.getattr = LlGetattr;
+  ops.setattr = LlSetattr;
+  ops.readlink = LlReadlink;
+  ops.mknod = LlMknod;
+  ops.mkdir = LlMkdir;
+  ops.unlink = LlUnlink;
+  ops.rmdir = LlRmdir;
+  ops.symlink = LlSymlink;
+  ops.rename = LlRename;
+  ops.link = LlLink;
+  ops.open = LlOpen;
+  ops.read = LlRead;
+  ops.write = LlWrite;
+  ops.flush = LlFlush;
+  ops.release = LlRelease;
+  ops.fsync = LlFsync;
+  ops.opendir = LlOpendir;
+  ops.readdir = LlReaddir;
+  ops.releasedir = LlReleasedir;
+  ops.fsyncdir = LlFsyncdir;
+  ops.statfs = LlStatfs;
+  ops.setxattr = LlSetxattr;
+  ops.getxattr = LlGetxattr;
+  ops.listxattr = LlListxattr;
+  ops.removexattr = LlRemovexattr;
+  ops.access = LlAccess;
+  ops.create = LlCreate;
+  return ops;
+}
+const fuse_lowlevel_ops kOps = MakeOps();
+
+// ---- mount helpers (threadpool) -------------------------------------------------------------
+
+// Decode the octal escapes (\040 etc.) of a /proc/self/mountinfo path field.
+std::string UnescapeMountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      const char a = s[i + 1], b = s[i + 2], c = s[i + 3];
+      if (a >= '0' && a <= '3' && b >= '0' && b <= '7' && c >= '0' && c <= '7') {
+        out.push_back(static_cast<char>((a - '0') * 64 + (b - '0') * 8 + (c - '0')));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+bool IsMountPoint(const std::string& path) {
+  FILE* f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return false;
+  char* line = nullptr;
+  size_t cap = 0;
+  bool found = false;
+  while (!found && getline(&line, &cap, f) > 0) {
+    // "<id> <parent> <maj:min> <root> <mount point> ..."
+    const char* p = line;
+    for (int field = 0; field < 4 && p; field++) {
+      p = strchr(p, ' ');
+      if (p) p++;
+    }
+    if (!p) continue;
+    const char* end = strchr(p, ' ');
+    if (!end) continue;
+    if (UnescapeMountinfo(std::string(p, end)) == path) found = true;
+  }
+  free(line);
+  fclose(f);
+  return found;
+}
+
+bool IsEmptyDir(const std::string& path, int* err) {
+  DIR* d = opendir(path.c_str());
+  if (!d) {
+    *err = errno;
+    return false;
+  }
+  bool empty = true;
+  while (dirent* de = readdir(d)) {
+    if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  }
+  closedir(d);
+  *err = 0;
+  return empty;
+}
+
+// Lazily detach the mount point, as libfuse's own unmount does: umount2(MNT_DETACH) when
+// privileged, else the setuid helper "fusermount -u -z". Returns 0 or an errno.
+int LazyUnmount(const std::string& mp) {
+  if (geteuid() == 0) {
+    if (umount2(mp.c_str(), MNT_DETACH) == 0) return 0;
+    if (errno != EPERM) return errno;
+  }
+  pid_t pid;
+  const char* argv[] = {"fusermount", "-u", "-q", "-z", "--", mp.c_str(), nullptr};
+  int rc = posix_spawnp(&pid, "fusermount", nullptr, nullptr, const_cast<char* const*>(argv),
+                        environ);
+  if (rc != 0) return rc;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : EIO;
+}
+
+bool Core::DoMount(const std::string& path, const std::vector<std::string>& opts,
+                   bool nonempty, MountError* e) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOTCONN) {
+      return e->Set(err, "mount point " + path +
+                             " is a stale FUSE mount (Transport endpoint is not connected); "
+                             "unmount it first (fusermount -u / umount -l)");
+    }
+    return e->Set(err, "cannot use mount point " + path + ": " + ErrnoText(err));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return e->Set(ENOTDIR, "mount point " + path + " is not a directory");
+  }
+  char* real = realpath(path.c_str(), nullptr);
+  if (!real) {
+    int err = errno;
+    return e->Set(err, "cannot resolve mount point " + path + ": " + ErrnoText(err));
+  }
+  std::string mp(real);
+  free(real);
+  if (IsMountPoint(mp)) {
+    return e->Set(EBUSY, "mount point " + mp + " is already a mount point (unmount it first)");
+  }
+  if (!nonempty) {
+    int err = 0;
+    bool empty = IsEmptyDir(mp, &err);
+    if (err) return e->Set(err, "cannot read mount point " + mp + ": " + ErrnoText(err));
+    if (!empty) {
+      return e->Set(ENOTEMPTY, "mount point " + mp +
+                                   " is not empty (pass the 'nonempty' option to mount anyway)");
+    }
+  }
+  if (access("/dev/fuse", R_OK | W_OK) != 0) {
+    int err = errno;
+    return e->Set(err, "FUSE device /dev/fuse is not usable: " + ErrnoText(err) +
+                           " (load the fuse module, or give the container /dev/fuse)");
+  }
+
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  bool ok = fuse_opt_add_arg(&args, "bucketgate") == 0;
+  for (const std::string& o : opts) {
+    ok = ok && fuse_opt_add_arg(&args, "-o") == 0 && fuse_opt_add_arg(&args, o.c_str()) == 0;
+  }
+  if (!ok) {
+    fuse_opt_free_args(&args);
+    return e->Set(ENOMEM, "out of memory building FUSE arguments");
+  }
+  errno = 0;
+  fuse_chan* ch = fuse_mount(mp.c_str(), &args);
+  if (!ch) {
+    int err = errno != 0 ? errno : EIO;
+    fuse_opt_free_args(&args);
+    return e->Set(err, "mounting FUSE on " + mp + " failed: " + ErrnoText(err) +
+                           " (libfuse printed details on stderr)");
+  }
+  fuse_session* se = fuse_lowlevel_new(&args, &kOps, sizeof kOps, this);
+  fuse_opt_free_args(&args);
+  if (!se) {
+    fuse_unmount(mp.c_str(), ch);
+    return e->Set(EINVAL, "libfuse rejected the mount options (see stderr for the offending one)");
+  }
+  int wake = eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) {
+    int err = errno;
+    fuse_unmount(mp.c_str(), ch);
+    fuse_session_destroy(se);
+    return e->Set(err, "eventfd: " + ErrnoText(err));
+  }
+  fuse_session_add_chan(se, ch);
+  mountpoint_ = mp;
+  ch_ = ch;
+  se_ = se;
+  wake_fd_ = wake;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    state_ = State::kRunning;
+  }
+  loop_thread_ = std::thread(&Core::LoopMain, this);
+  worker_thread_ = std::thread(&Core::WorkerMain, this);
+  return true;
+}
+
+void Core::AbortMount() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    state_ = State::kIdle;
+  }
+  on_event_.Reset();
+  if (tsfn_live_) {
+    tsfn_live_ = false;
+    tsfn_.Release();
+  }
+}
+
+// ---- loop thread ----------------------------------------------------------------------------
+
+void Core::Post(Event* ev) {
+  if (tsfn_.NonBlockingCall(ev) != napi_ok) delete ev;  // only while Node is shutting down
+}
+
+void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
+  if ((kCredOps & Bit(r->op)) && r->uid != 0) FetchGroups(req, r.get());
+  const size_t size = static_cast<size_t>(r->size);
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    id = next_id_++;
+    pending_.emplace(id, Pending{req, r->op, size});
+  }
+  r->id = id;
+  auto* ev = new Event{Event::Kind::kRequest};
+  ev->req = std::move(r);
+  if (tsfn_.NonBlockingCall(ev) != napi_ok) {
+    delete ev;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      pending_.erase(id);
+    }
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void Core::LoopMain() {
+  const int fd = fuse_chan_fd(ch_);
+  const size_t bufsize = fuse_chan_bufsize(ch_);
+  std::unique_ptr<char[]> buf(new char[bufsize]);
+  int loop_err = 0;
+  bool woken = false;
+  // Like fuse_session_loop(), but also wakes up on wake_fd_: a thread blocked in read() on
+  // /dev/fuse cannot be stopped otherwise (short of a signal).
+  while (!fuse_session_exited(se_)) {
+    pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (poll(pfd, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      loop_err = errno;
+      break;
+    }
+    if (pfd[1].revents & POLLIN) {
+      woken = true;
+      break;
+    }
+    // POLLERR on the device means the connection is gone; the read below reports ENODEV and
+    // libfuse marks the session exited.
+    fuse_buf fbuf;
+    memset(&fbuf, 0, sizeof fbuf);
+    fbuf.mem = buf.get();
+    fbuf.size = bufsize;
+    fuse_chan* tmpch = ch_;
+    int res = fuse_session_receive_buf(se_, &fbuf, &tmpch);
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) {
+      if (res < 0) loop_err = -res;
+      break;
+    }
+    fuse_session_process_buf(se_, &fbuf, tmpch);
+  }
+  fuse_session_exit(se_);
+
+  // Is the kernel connection still up (POLLERR once unmounted or aborted)?
+  pollfd probe = {fd, 0, 0};
+  const bool alive = !(poll(&probe, 1, 0) == 1 && (probe.revents & POLLERR));
+  std::string reason;
+  int err = 0;
+  if (woken && unmount_requested_) {
+    reason = "unmount";
+  } else if (loop_err != 0) {
+    reason = "error";
+    err = loop_err;
+  } else {
+    reason = "external";
+  }
+  // Detach the mount point only if we asked for it (or the loop failed) and it is still ours:
+  // after an external unmount the path may already hold someone else's mount.
+  if (alive && reason != "external") {
+    int uerr = LazyUnmount(mountpoint_);
+    if (uerr != 0) {
+      fprintf(stderr, "bucketgate_fuse: unmounting %s failed: %s\n", mountpoint_.c_str(),
+              strerror(uerr));
+      if (err == 0) err = uerr;
+    }
+  }
+  end_reason_ = reason;
+  end_err_ = err;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    state_ = State::kLoopEnded;
+  }
+  auto* ev = new Event{Event::Kind::kEnded};
+  ev->reason = reason;
+  ev->err = err;
+  Post(ev);
+}
+
+// ---- worker thread --------------------------------------------------------------------------
+
+void Core::WorkerMain() {
+  for (;;) {
+    Job job;
+    bool running;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [this] { return !jobs_.empty(); });
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      running = state_ == State::kRunning;
+    }
+    switch (job.kind) {
+      case Job::Kind::kStop:
+        return;
+      case Job::Kind::kUnmount: {
+        if (!running) break;
+        unmount_requested_ = true;
+        const uint64_t one = 1;
+        if (write(wake_fd_, &one, sizeof one) < 0) perror("bucketgate_fuse: eventfd write");
+        break;
+      }
+      case Job::Kind::kInvalInode:
+      case Job::Kind::kInvalEntry: {
+        int res = -ENOTCONN;
+        if (running) {
+          res = job.kind == Job::Kind::kInvalInode
+                    ? fuse_lowlevel_notify_inval_inode(ch_, job.ino, job.off, job.len)
+                    : fuse_lowlevel_notify_inval_entry(ch_, job.ino, job.name.data(),
+                                                       job.name.size());
+        }
+        auto* ev = new Event{Event::Kind::kNotifyDone};
+        ev->notify_id = job.notify_id;
+        ev->err = res < 0 ? -res : 0;
+        Post(ev);
+        break;
+      }
+    }
+  }
+}
+
+// ---- JS thread ------------------------------------------------------------------------------
+
+Pending Core::Take(Napi::Env env, uint64_t id, OpMask allowed, const char* reply) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) {
+    throw Napi::Error::New(env, std::string(reply) + ": request " + std::to_string(id) +
+                                    " is unknown or was already answered");
+  }
+  if (!(allowed & Bit(it->second.op))) {
+    throw Napi::TypeError::New(env, std::string(reply) + " is not a valid reply to " +
+                                        kOpNames[static_cast<unsigned>(it->second.op)]);
+  }
+  Pending p = it->second;
+  pending_.erase(it);
+  return p;
+}
+
+void Core::AfterReply() {
+  bool ended;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ended = state_ == State::kLoopEnded && pending_.empty();
+  }
+  if (ended) MaybeFinalize();
+}
+
+void Core::OnEnded(const Event& ev) {
+  (void)ev;
+  if (loop_thread_.joinable()) loop_thread_.join();  // it posted kEnded as its last act
+  loop_joined_ = true;
+  MaybeFinalize();
+}
+
+void Core::MaybeFinalize() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (state_ != State::kLoopEnded || !loop_joined_ || !pending_.empty()) return;
+    state_ = State::kFinalized;
+    jobs_.push_back(Job{Job::Kind::kStop});
+  }
+  cv_.notify_one();
+  // Every job queued before kStop has run (notifications fail fast once the loop has ended).
+  if (worker_thread_.joinable()) worker_thread_.join();
+  if (se_) fuse_session_destroy(se_);  // destroys the channel: closes /dev/fuse
+  se_ = nullptr;
+  ch_ = nullptr;
+  if (wake_fd_ >= 0) close(wake_fd_);
+  wake_fd_ = -1;
+  if (cleanup_hook_) {
+    napi_remove_env_cleanup_hook(env_, &Core::EnvCleanup, this);
+    cleanup_hook_ = false;
+  }
+  // Deliver 'unmounted' asynchronously (never re-enter JS from inside a reply call), then let
+  // the TSFN finish: queued items are still delivered before it closes.
+  auto* ev = new Event{Event::Kind::kUnmounted};
+  ev->reason = end_reason_;
+  ev->err = end_err_;
+  Post(ev);
+  if (tsfn_live_) {
+    tsfn_live_ = false;
+    tsfn_.Release();
+  }
+}
+
+// Node is tearing the environment down (process exit) with the file system still mounted:
+// detach the mount point so it is not left stale, stop the loop, and leave the rest (pending
+// requests can no longer be answered; the kernel aborts them when /dev/fuse closes at exit).
+void Core::EnvCleanup(void* arg) {
+  auto* core = static_cast<Core*>(arg);
+  core->cleanup_hook_ = false;
+  bool running;
+  {
+    std::lock_guard<std::mutex> lk(core->mu_);
+    running = core->state_ == State::kRunning;
+  }
+  if (running && core->wake_fd_ >= 0) {
+    core->unmount_requested_ = true;
+    const uint64_t one = 1;
+    if (write(core->wake_fd_, &one, sizeof one) < 0) perror("bucketgate_fuse: eventfd write");
+  }
+  if (core->loop_thread_.joinable()) core->loop_thread_.join();
+  {
+    std::lock_guard<std::mutex> lk(core->mu_);
+    core->jobs_.push_back(Job{Job::Kind::kStop});
+  }
+  core->cv_.notify_one();
+  if (core->worker_thread_.joinable()) core->worker_thread_.detach();
+}
+
+// ---- value conversions ----------------------------------------------------------------------
+
+uint64_t ToU64(const Napi::Value& v, const char* what) {
+  if (v.IsBigInt()) {
+    bool lossless = true;
+    uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(v.Env(), std::string(what) + " out of range");
+    return x;
+  }
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 18446744073709549568.0 || std::floor(d) != d) {
+      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be a non-negative integer");
+    }
+    return static_cast<uint64_t>(d);
+  }
+  throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number or bigint");
+}
+
+int64_t ToI64(const Napi::Value& v, const char* what) {
+  if (v.IsBigInt()) {
+    bool lossless = true;
+    int64_t x = v.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(v.Env(), std::string(what) + " out of range");
+    return x;
+  }
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || std::floor(d) != d) {
+      throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer");
+    }
+    return static_cast<int64_t>(d);
+  }
+  throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number or bigint");
+}
+
+double ToDouble(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+uint64_t GetU64(const Napi::Object& o, const char* key) { return ToU64(o.Get(key), key); }
+
+uint64_t GetU64Or(const Napi::Object& o, const char* key, uint64_t dflt) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() ? dflt : ToU64(v, key);
+}
+
+bool GetBool(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && v.ToBoolean().Value();
+}
+
+Napi::Object ToObject(const Napi::Value& v, const char* what) {
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+timespec NsToTimespec(int64_t ns) {
+  int64_t sec = ns / 1000000000;
+  int64_t nsec = ns % 1000000000;
+  if (nsec < 0) {  // floor for times before 1970
+    nsec += 1000000000;
+    sec -= 1;
+  }
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(sec);
+  ts.tv_nsec = static_cast<long>(nsec);
+  return ts;
+}
+
+Napi::BigInt TimespecToNs(Napi::Env env, const timespec& ts) {
+  return Napi::BigInt::New(env, static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+}
+
+// { ino, mode (st_mode with type bits), nlink, uid, gid, size, atimeNs, mtimeNs, ctimeNs,
+//   blocks?, blksize?, rdev? } -> struct stat
+void ToStat(const Napi::Object& o, struct stat* st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = GetU64(o, "ino");
+  st->st_mode = static_cast<mode_t>(GetU64(o, "mode"));
+  st->st_nlink = GetU64(o, "nlink");
+  st->st_uid = static_cast<uid_t>(GetU64(o, "uid"));
+  st->st_gid = static_cast<gid_t>(GetU64(o, "gid"));
+  st->st_size = static_cast<off_t>(GetU64(o, "size"));
+  st->st_blocks = static_cast<blkcnt_t>(GetU64Or(o, "blocks", (st->st_size + 511) / 512));
+  st->st_blksize = static_cast<blksize_t>(GetU64Or(o, "blksize", 4096));
+  st->st_rdev = static_cast<dev_t>(GetU64Or(o, "rdev", 0));
+  st->st_atim = NsToTimespec(ToI64(o.Get("atimeNs"), "atimeNs"));
+  st->st_mtim = NsToTimespec(ToI64(o.Get("mtimeNs"), "mtimeNs"));
+  st->st_ctim = NsToTimespec(ToI64(o.Get("ctimeNs"), "ctimeNs"));
+}
+
+void ToEntry(const Napi::Value& v, fuse_entry_param* e) {
+  Napi::Object o = ToObject(v, "entry");
+  memset(e, 0, sizeof *e);
+  e->ino = GetU64(o, "ino");
+  e->generation = GetU64Or(o, "generation", 0);
+  e->attr_timeout = ToDouble(o.Get("attrTimeout"), "attrTimeout");
+  e->entry_timeout = ToDouble(o.Get("entryTimeout"), "entryTimeout");
+  if (e->ino != 0 || !o.Get("attr").IsUndefined()) ToStat(ToObject(o.Get("attr"), "attr"), &e->attr);
+  e->attr.st_ino = e->ino;
+}
+
+void ToFileInfo(const Napi::Value& v, fuse_file_info* fi) {
+  Napi::Object o = ToObject(v, "open");
+  memset(fi, 0, sizeof *fi);
+  fi->fh = GetU64(o, "fh");
+  fi->direct_io = GetBool(o, "directIo") ? 1 : 0;
+  fi->keep_cache = GetBool(o, "keepCache") ? 1 : 0;
+  fi->nonseekable = GetBool(o, "nonseekable") ? 1 : 0;
+}
+
+Napi::Buffer<char> CopyBytes(Napi::Env env, const std::string& s) {
+  return Napi::Buffer<char>::Copy(env, s.data(), s.size());
+}
+
+Napi::Number Num(Napi::Env env, uint64_t x) { return Napi::Number::New(env, static_cast<double>(x)); }
+
+// Request -> plain JS object (see FuseRequest in src/adapters/fuse/native.ts).
+Napi::Object RequestToJs(Napi::Env env, const Request& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("op", kOpNames[static_cast<unsigned>(r.op)]);
+  o.Set("id", Num(env, r.id));
+  Napi::Object ctx = Napi::Object::New(env);
+  ctx.Set("uid", Num(env, r.uid));
+  ctx.Set("gid", Num(env, r.gid));
+  ctx.Set("pid", Num(env, r.pid));
+  ctx.Set("umask", Num(env, r.umask));
+  Napi::Array groups = Napi::Array::New(env, r.groups.size());
+  for (size_t i = 0; i < r.groups.size(); i++) groups.Set(static_cast<uint32_t>(i), Num(env, r.groups[i]));
+  ctx.Set("groups", groups);
+  o.Set("ctx", ctx);
+  auto fh = [&] {
+    if (r.has_fh) o.Set("fh", Num(env, r.fh));
+  };
+  switch (r.op) {
+    case Op::kLookup:
+    case Op::kUnlink:
+    case Op::kRmdir:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      break;
+    case Op::kMknod:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("mode", Num(env, r.mode));
+      o.Set("rdev", Num(env, r.rdev));
+      break;
+    case Op::kMkdir:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("mode", Num(env, r.mode));
+      break;
+    case Op::kCreate:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("mode", Num(env, r.mode));
+      o.Set("flags", Napi::Number::New(env, r.flags));
+      break;
+    case Op::kSymlink:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("target", CopyBytes(env, r.name2));
+      break;
+    case Op::kRename:
+      o.Set("parent", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("newParent", Num(env, r.ino2));
+      o.Set("newName", CopyBytes(env, r.name2));
+      break;
+    case Op::kLink:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("newParent", Num(env, r.ino2));
+      o.Set("newName", CopyBytes(env, r.name2));
+      break;
+    case Op::kGetattr:
+    case Op::kReadlink:
+    case Op::kStatfs:
+      o.Set("ino", Num(env, r.ino));
+      fh();
+      break;
+    case Op::kSetattr: {
+      o.Set("ino", Num(env, r.ino));
+      fh();
+      Napi::Object ch = Napi::Object::New(env);
+      if (r.to_set & FUSE_SET_ATTR_MODE) ch.Set("mode", Num(env, r.st.st_mode & 07777));
+      if (r.to_set & FUSE_SET_ATTR_UID) ch.Set("uid", Num(env, r.st.st_uid));
+      if (r.to_set & FUSE_SET_ATTR_GID) ch.Set("gid", Num(env, r.st.st_gid));
+      if (r.to_set & FUSE_SET_ATTR_SIZE) ch.Set("size", Num(env, static_cast<uint64_t>(r.st.st_size)));
+      if (r.to_set & FUSE_SET_ATTR_ATIME_NOW) ch.Set("atimeNs", "now");
+      else if (r.to_set & FUSE_SET_ATTR_ATIME) ch.Set("atimeNs", TimespecToNs(env, r.st.st_atim));
+      if (r.to_set & FUSE_SET_ATTR_MTIME_NOW) ch.Set("mtimeNs", "now");
+      else if (r.to_set & FUSE_SET_ATTR_MTIME) ch.Set("mtimeNs", TimespecToNs(env, r.st.st_mtim));
+      o.Set("changes", ch);
+      break;
+    }
+    case Op::kOpen:
+    case Op::kOpendir:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("flags", Napi::Number::New(env, r.flags));
+      break;
+    case Op::kRead:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      o.Set("offset", Napi::Number::New(env, static_cast<double>(r.off)));
+      o.Set("size", Num(env, r.size));
+      break;
+    case Op::kWrite: {
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      o.Set("offset", Napi::Number::New(env, static_cast<double>(r.off)));
+      // A JS-owned copy (V8-accounted memory): safe to keep after the reply.
+      o.Set("data", Napi::Buffer<char>::Copy(env, r.data.get(), r.data_len));
+      o.Set("writepage", Napi::Boolean::New(env, r.writepage));
+      break;
+    }
+    case Op::kFlush:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      break;
+    case Op::kRelease:
+    case Op::kReleasedir:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      o.Set("flags", Napi::Number::New(env, r.flags));
+      break;
+    case Op::kFsync:
+    case Op::kFsyncdir:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      o.Set("datasync", Napi::Boolean::New(env, r.datasync));
+      break;
+    case Op::kReaddir:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("fh", Num(env, r.fh));
+      o.Set("offset", Napi::BigInt::New(env, static_cast<int64_t>(r.off)));
+      o.Set("size", Num(env, r.size));
+      break;
+    case Op::kSetxattr:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("value", Napi::Buffer<char>::Copy(env, r.data.get(), r.data_len));
+      o.Set("flags", Napi::Number::New(env, r.flags));
+      break;
+    case Op::kGetxattr:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      o.Set("size", Num(env, r.size));
+      break;
+    case Op::kListxattr:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("size", Num(env, r.size));
+      break;
+    case Op::kRemovexattr:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("name", CopyBytes(env, r.name));
+      break;
+    case Op::kAccess:
+      o.Set("ino", Num(env, r.ino));
+      o.Set("mask", Napi::Number::New(env, r.mask));
+      break;
+  }
+  return o;
+}
+
+void CallJs(Napi::Env env, Napi::Function fn, Core* core, Event* raw) {
+  std::unique_ptr<Event> ev(raw);
+  if (env == nullptr) {
+    // The TSFN is being torn down (Node exiting) with this item queued. An unanswered request
+    // is left to the kernel, which aborts it when /dev/fuse closes.
+    return;
+  }
+  try {
+    switch (ev->kind) {
+      case Event::Kind::kRequest:
+        fn.Call({RequestToJs(env, *ev->req)});
+        break;
+      case Event::Kind::kInit: {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("type", "init");
+        o.Set("protoMajor", Num(env, ev->conn.proto_major));
+        o.Set("protoMinor", Num(env, ev->conn.proto_minor));
+        o.Set("maxWrite", Num(env, ev->conn.max_write));
+        o.Set("maxReadahead", Num(env, ev->conn.max_readahead));
+        o.Set("maxBackground", Num(env, ev->conn.max_background));
+        o.Set("capable", Num(env, ev->conn.capable));
+        o.Set("want", Num(env, ev->conn.want));
+        if (!core->on_event_.IsEmpty()) core->on_event_.Call({o});
+        break;
+      }
+      case Event::Kind::kEnded:
+        core->OnEnded(*ev);
+        break;
+      case Event::Kind::kNotifyDone: {
+        auto it = core->notifies_.find(ev->notify_id);
+        if (it != core->notifies_.end()) {
+          Napi::Promise::Deferred d = it->second;
+          core->notifies_.erase(it);
+          d.Resolve(Napi::Number::New(env, ev->err));
+        }
+        break;
+      }
+      case Event::Kind::kUnmounted: {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("type", "unmounted");
+        o.Set("reason", ev->reason);
+        o.Set("errno", Napi::Number::New(env, ev->err));
+        if (!core->on_event_.IsEmpty()) {
+          Napi::FunctionReference cb = std::move(core->on_event_);
+          cb.Call({o});
+        }
+        break;
+      }
+    }
+  } catch (const Napi::Error& e) {
+    // A JS callback threw: surface it as an uncaught exception rather than losing it.
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+// ---- the JS class ---------------------------------------------------------------------------
+
+class MountWorker : public Napi::AsyncWorker {
+ public:
+  MountWorker(Napi::Env env, std::shared_ptr<Core> core, std::string path,
+              std::vector<std::string> opts, bool nonempty)
+      : Napi::AsyncWorker(env, "bucketgate-fuse-mount"),
+        core_(std::move(core)),
+        path_(std::move(path)),
+        opts_(std::move(opts)),
+        nonempty_(nonempty),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    if (!core_->DoMount(path_, opts_, nonempty_, &err_)) SetError(err_.msg);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    napi_add_env_cleanup_hook(env, &Core::EnvCleanup, core_.get());
+    core_->cleanup_hook_ = true;
+    core_->env_ = env;
+    Napi::Object info = Napi::Object::New(env);
+    info.Set("mountpoint", core_->mountpoint_);
+    deferred_.Resolve(info);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    Napi::Env env = Env();
+    core_->AbortMount();
+    Napi::Error err = Napi::Error::New(env, e.Message());
+    const char* name = strerrorname_np(err_.err);
+    err.Set("code", name ? name : "EIO");
+    err.Set("errno", Napi::Number::New(env, err_.err));
+    err.Set("syscall", "mount");
+    err.Set("path", path_);
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  std::shared_ptr<Core> core_;
+  std::string path_;
+  std::vector<std::string> opts_;
+  bool nonempty_;
+  MountError err_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class FuseSession : public Napi::ObjectWrap<FuseSession> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "FuseSession",
+        {
+            InstanceMethod<&FuseSession::Mount>("mount"),
+            InstanceMethod<&FuseSession::Unmount>("unmount"),
+            InstanceMethod<&FuseSession::ReplyErr>("replyErr"),
+            InstanceMethod<&FuseSession::ReplyEntry>("replyEntry"),
+            InstanceMethod<&FuseSession::ReplyCreate>("replyCreate"),
+            InstanceMethod<&FuseSession::ReplyAttr>("replyAttr"),
+            InstanceMethod<&FuseSession::ReplyReadlink>("replyReadlink"),
+            InstanceMethod<&FuseSession::ReplyOpen>("replyOpen"),
+            InstanceMethod<&FuseSession::ReplyWrite>("replyWrite"),
+            InstanceMethod<&FuseSession::ReplyBuf>("replyBuf"),
+            InstanceMethod<&FuseSession::ReplyDirents>("replyDirents"),
+            InstanceMethod<&FuseSession::ReplyStatfs>("replyStatfs"),
+            InstanceMethod<&FuseSession::ReplyXattrSize>("replyXattrSize"),
+            InstanceMethod<&FuseSession::NotifyInvalInode>("notifyInvalInode"),
+            InstanceMethod<&FuseSession::NotifyInvalEntry>("notifyInvalEntry"),
+            InstanceAccessor<&FuseSession::PendingCount>("pendingCount"),
+            InstanceAccessor<&FuseSession::State>("state"),
+        });
+  }
+
+  explicit FuseSession(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<FuseSession>(info), core_(std::make_shared<Core>()) {}
+
+ private:
+  // mount(mountpoint: string, options: string[], onRequest, onEvent): Promise<{mountpoint}>
+  Napi::Value Mount(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsFunction() ||
+        !info[3].IsFunction()) {
+      throw Napi::TypeError::New(env, "mount(mountpoint, options[], onRequest, onEvent)");
+    }
+    {
+      std::lock_guard<std::mutex> lk(core_->mu_);
+      if (core_->state_ != Core::State::kIdle) {
+        throw Napi::Error::New(env, "this FuseSession was already mounted (use a new one)");
+      }
+      core_->state_ = Core::State::kMounting;
+    }
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<std::string> opts;
+    bool nonempty = false;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value v = arr.Get(i);
+      if (!v.IsString()) throw Napi::TypeError::New(env, "options must be strings");
+      opts.push_back(v.As<Napi::String>().Utf8Value());
+      if (opts.back() == "nonempty") nonempty = true;
+    }
+    core_->on_event_ = Napi::Persistent(info[3].As<Napi::Function>());
+    // The TSFN holds a reference to the core until it is finalized, so queued items never
+    // outlive it; it keeps Node's event loop alive while mounted.
+    auto* keep = new std::shared_ptr<Core>(core_);
+    core_->tsfn_ = Tsfn::New(
+        env, info[2].As<Napi::Function>(), "bucketgate-fuse", 0, 1, core_.get(),
+        [](Napi::Env, std::shared_ptr<Core>* k, Core*) { delete k; }, keep);
+    core_->tsfn_live_ = true;
+    auto* worker = new MountWorker(env, core_, path, std::move(opts), nonempty);
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  }
+
+  // unmount(): asks the worker to stop the loop (after earlier notifications); the loop thread
+  // detaches the mount point. Completion is the 'unmounted' event.
+  Napi::Value Unmount(const Napi::CallbackInfo& info) {
+    bool queue = false;
+    {
+      std::lock_guard<std::mutex> lk(core_->mu_);
+      if (core_->state_ == Core::State::kRunning && !core_->unmount_queued_) {
+        core_->unmount_queued_ = true;
+        core_->jobs_.push_back(Job{Job::Kind::kUnmount});
+        queue = true;
+      }
+    }
+    if (queue) core_->cv_.notify_one();
+    return Napi::Boolean::New(info.Env(), queue);
+  }
+
+  static uint64_t Id(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "request id expected");
+    return ToU64(info[0], "request id");
+  }
+
+  Napi::Value Done(Napi::Env env, int rc) {
+    core_->AfterReply();
+    return Napi::Number::New(env, rc);
+  }
+
+  // replyErr(id, errno): errno 0 answers success for operations without reply data.
+  Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    double e = ToDouble(info[1], "errno");
+    if (!(e >= 0 && e < 1000) || std::floor(e) != e) throw Napi::RangeError::New(env, "bad errno");
+    Pending p = core_->Take(env, id, e == 0 ? kOkOps : kAllOps, e == 0 ? "replyErr(0)" : "replyErr");
+    return Done(env, fuse_reply_err(p.req, static_cast<int>(e)));
+  }
+
+  Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    fuse_entry_param e;
+    ToEntry(info[1], &e);
+    Pending p = core_->Take(env, id, kEntryOps, "replyEntry");
+    return Done(env, fuse_reply_entry(p.req, &e));
+  }
+
+  // Returns fuse_reply_create's result: -ENOENT means the open was interrupted and the kernel
+  // will never release this handle (the caller must release it).
+  Napi::Value ReplyCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    fuse_entry_param e;
+    ToEntry(info[1], &e);
+    fuse_file_info fi;
+    ToFileInfo(info[2], &fi);
+    Pending p = core_->Take(env, id, Bit(Op::kCreate), "replyCreate");
+    return Done(env, fuse_reply_create(p.req, &e, &fi));
+  }
+
+  Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    struct stat st;
+    ToStat(ToObject(info[1], "attr"), &st);
+    double timeout = ToDouble(info[2], "attrTimeout");
+    Pending p = core_->Take(env, id, kAttrOps, "replyAttr");
+    return Done(env, fuse_reply_attr(p.req, &st, timeout));
+  }
+
+  Napi::Value ReplyReadlink(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    std::string target;
+    if (info[1].IsBuffer()) {
+      auto b = info[1].As<Napi::Buffer<char>>();
+      target.assign(b.Data(), b.Length());
+    } else if (info[1].IsString()) {
+      target = info[1].As<Napi::String>().Utf8Value();
+    } else {
+      throw Napi::TypeError::New(env, "readlink target must be a string or Buffer");
+    }
+    if (target.find('\0') != std::string::npos) {
+      throw Napi::TypeError::New(env, "readlink target contains NUL");
+    }
+    Pending p = core_->Take(env, id, Bit(Op::kReadlink), "replyReadlink");
+    return Done(env, fuse_reply_readlink(p.req, target.c_str()));
+  }
+
+  // Returns fuse_reply_open's result (-ENOENT: interrupted, release the handle yourself).
+  Napi::Value ReplyOpen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    fuse_file_info fi;
+    ToFileInfo(info[1], &fi);
+    Pending p = core_->Take(env, id, kOpenOps, "replyOpen");
+    return Done(env, fuse_reply_open(p.req, &fi));
+  }
+
+  Napi::Value ReplyWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    uint64_t count = ToU64(info[1], "count");
+    Pending p = core_->Take(env, id, Bit(Op::kWrite), "replyWrite");
+    return Done(env, fuse_reply_write(p.req, count));
+  }
+
+  // replyBuf(id, data): data beyond the size the kernel asked for is cut off.
+  Napi::Value ReplyBuf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    if (info.Length() < 2 || !info[1].IsTypedArray()) {
+      throw Napi::TypeError::New(env, "replyBuf data must be a Buffer or Uint8Array");
+    }
+    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+    const char* data = static_cast<const char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    size_t len = ta.ByteLength();
+    Pending p = core_->Take(env, id, kBufOps, "replyBuf");
+    if (len > p.size) len = p.size;
+    return Done(env, fuse_reply_buf(p.req, data, len));
+  }
+
+  // replyDirents(id, [{ name: Buffer, ino, mode, nextOffset: bigint }]): packs as many entries
+  // as fit in the size the kernel asked for (fuse_add_direntry) and returns how many it packed.
+  Napi::Value ReplyDirents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    if (info.Length() < 2 || !info[1].IsArray()) {
+      throw Napi::TypeError::New(env, "replyDirents entries must be an array");
+    }
+    Napi::Array arr = info[1].As<Napi::Array>();
+    // Convert everything first: a bad entry throws before the request is consumed.
+    struct Ent {
+      std::string name;
+      struct stat st;
+      off_t next;
+    };
+    std::vector<Ent> ents;
+    ents.reserve(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object o = ToObject(arr.Get(i), "dirent");
+      Napi::Value n = o.Get("name");
+      if (!n.IsBuffer()) throw Napi::TypeError::New(env, "dirent name must be a Buffer");
+      auto nb = n.As<Napi::Buffer<char>>();
+      Ent e;
+      e.name.assign(nb.Data(), nb.Length());
+      if (e.name.empty() || e.name.find('\0') != std::string::npos || e.name.find('/') != std::string::npos) {
+        throw Napi::TypeError::New(env, "bad dirent name");
+      }
+      memset(&e.st, 0, sizeof e.st);
+      e.st.st_ino = GetU64(o, "ino");
+      e.st.st_mode = static_cast<mode_t>(GetU64(o, "mode"));
+      e.next = static_cast<off_t>(ToI64(o.Get("nextOffset"), "nextOffset"));
+      ents.push_back(std::move(e));
+    }
+    Pending p = core_->Take(env, id, Bit(Op::kReaddir), "replyDirents");
+    std::vector<char> buf(p.size);
+    size_t pos = 0;
+    uint32_t packed = 0;
+    for (const Ent& e : ents) {
+      size_t need = fuse_add_direntry(p.req, nullptr, 0, e.name.c_str(), nullptr, 0);
+      if (pos + need > buf.size()) break;
+      fuse_add_direntry(p.req, buf.data() + pos, buf.size() - pos, e.name.c_str(), &e.st, e.next);
+      pos += need;
+      packed++;
+    }
+    fuse_reply_buf(p.req, buf.data(), pos);
+    core_->AfterReply();
+    return Napi::Number::New(env, packed);
+  }
+
+  Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    Napi::Object o = ToObject(info[1], "statfs");
+    struct statvfs sv;
+    memset(&sv, 0, sizeof sv);
+    sv.f_bsize = GetU64(o, "bsize");
+    sv.f_frsize = GetU64(o, "frsize");
+    sv.f_blocks = GetU64(o, "blocks");
+    sv.f_bfree = GetU64(o, "bfree");
+    sv.f_bavail = GetU64(o, "bavail");
+    sv.f_files = GetU64(o, "files");
+    sv.f_ffree = GetU64(o, "ffree");
+    sv.f_favail = sv.f_ffree;
+    sv.f_namemax = GetU64(o, "namemax");
+    Pending p = core_->Take(env, id, Bit(Op::kStatfs), "replyStatfs");
+    return Done(env, fuse_reply_statfs(p.req, &sv));
+  }
+
+  Napi::Value ReplyXattrSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t id = Id(info);
+    uint64_t n = ToU64(info[1], "size");
+    Pending p = core_->Take(env, id, kXattrSizeOps, "replyXattrSize");
+    return Done(env, fuse_reply_xattr(p.req, n));
+  }
+
+  // notifyInvalInode(ino, off, len): Promise<errno> (0 = done). Runs on the worker thread.
+  Napi::Value NotifyInvalInode(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Job job{Job::Kind::kInvalInode};
+    job.ino = ToU64(info[0], "ino");
+    job.off = info.Length() > 1 ? ToI64(info[1], "off") : 0;
+    job.len = info.Length() > 2 ? ToI64(info[2], "len") : 0;
+    return QueueNotify(env, std::move(job));
+  }
+
+  // notifyInvalEntry(parentIno, name: Buffer): Promise<errno>.
+  Napi::Value NotifyInvalEntry(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Job job{Job::Kind::kInvalEntry};
+    job.ino = ToU64(info[0], "parent");
+    if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "name must be a Buffer");
+    auto b = info[1].As<Napi::Buffer<char>>();
+    job.name.assign(b.Data(), b.Length());
+    return QueueNotify(env, std::move(job));
+  }
+
+  Napi::Value QueueNotify(Napi::Env env, Job job) {
+    auto d = Napi::Promise::Deferred::New(env);
+    bool queued = false;
+    {
+      std::lock_guard<std::mutex> lk(core_->mu_);
+      if (core_->state_ == Core::State::kRunning) {
+        job.notify_id = core_->next_notify_++;
+        core_->notifies_.emplace(job.notify_id, d);
+        core_->jobs_.push_back(std::move(job));
+        queued = true;
+      }
+    }
+    if (queued) {
+      core_->cv_.notify_one();
+    } else {
+      d.Resolve(Napi::Number::New(env, ENOTCONN));
+    }
+    return d.Promise();
+  }
+
+  Napi::Value PendingCount(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lk(core_->mu_);
+    return Napi::Number::New(info.Env(), static_cast<double>(core_->pending_.size()));
+  }
+
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    static const char* const names[] = {"idle", "mounting", "running", "ended", "unmounted"};
+    std::lock_guard<std::mutex> lk(core_->mu_);
+    return Napi::String::New(info.Env(), names[static_cast<int>(core_->state_)]);
+  }
+
+  std::shared_ptr<Core> core_;
+};
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("FuseSession", FuseSession::Init(env));
+  exports.Set("libfuseVersion", Napi::Number::New(env, fuse_version()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(bucketgate_fuse, InitModule)
