@@ -1044,6 +1044,12 @@ export class S3ObjectStore implements ObjectStore {
 
   // ------------------------------------------------------------------ copy
 
+  /**
+   * Server-side copy. With `metadata` the destination gets exactly that metadata and `contentType`
+   * (MetadataDirective REPLACE: pass the content type too, or it becomes the server default);
+   * without it, metadata and content type are copied. Above `multipartCopyThreshold` (5 GiB) the
+   * copy is an UploadPartCopy multipart upload pinned to the source ETag.
+   */
   async copy(
     srcKey: string,
     dstKey: string,
