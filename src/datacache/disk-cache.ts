@@ -67,6 +67,11 @@ export interface DiskDataCacheOptions {
   maxOpenFiles?: number;
   /** Clock for lastAccessMs (tests). Default Date.now. */
   now?: () => number;
+  /**
+   * How long a write waits for space when dirty or pinned data fills the cache (uploads drain
+   * it), before it fails with ENOSPC. Default 60 s.
+   */
+  writeWaitMs?: number;
 }
 
 interface Entry {
@@ -250,6 +255,7 @@ export class DiskDataCache implements DataCache {
   readonly dataDir: string;
   readonly limitBytes: number;
   private readonly highBytes: number;
+  private readonly writeWaitMs: number;
   private readonly lowBytes: number;
   private readonly index: CacheIndex;
   private readonly log: Logger;
@@ -282,6 +288,7 @@ export class DiskDataCache implements DataCache {
     this.dataDir = path.join(opts.dir, 'data');
     this.limitBytes = opts.limitBytes;
     this.highBytes = opts.limitBytes * high;
+    this.writeWaitMs = opts.writeWaitMs ?? 60_000;
     this.lowBytes = opts.limitBytes * low;
     this.index = opts.index;
     this.log = opts.logger ?? getLogger({ component: 'datacache' });
@@ -541,8 +548,9 @@ export class DiskDataCache implements DataCache {
     if (!isNonNegInt(offset) || offset + data.length > MAX_POS)
       throw this.err('EINVAL', 'write', ino, `invalid offset ${offset}`);
     if (data.length === 0) return;
-    // Capacity enforcement (waiting for uploads when dirty data fills the cache, ENOSPC after a
-    // timeout) goes here, before the entry lock. It must look the entry up again afterwards.
+    // Only a write that would exceed the limit yields here: otherwise operations on the inode
+    // register in call order (no extra await).
+    if (this.usedBytes + data.length > this.limitBytes) await this.reserveSpace(e, offset, data.length);
     await this.mutate(e, 'write', 'throw', async () => {
       const end = offset + data.length;
       const written: ByteRange = { start: offset, end };
@@ -644,6 +652,7 @@ export class DiskDataCache implements DataCache {
     });
     e.changed = e.unsynced.length > 0;
     this.evictIfNeeded().catch((err: unknown) => this.log.error('eviction failed', { err }));
+    this.wakeSpaceWaiters();
     return true;
   }
 
@@ -686,6 +695,7 @@ export class DiskDataCache implements DataCache {
       this.scheduleDelete(ino);
     }
     await this.deleting.get(ino);
+    this.wakeSpaceWaiters();
   }
 
   /** Pins are counted per inode and independent of the entry (pinning an untracked inode is fine). */
@@ -706,6 +716,7 @@ export class DiskDataCache implements DataCache {
     }
     if (this.state === 'open')
       this.evictIfNeeded().catch((err: unknown) => this.log.error('eviction failed', { err }));
+    this.wakeSpaceWaiters();
   }
 
   usage(): CacheUsage {
@@ -970,6 +981,71 @@ export class DiskDataCache implements DataCache {
   }
 
   /** If over the high watermark, evict clean unpinned idle entries in LRU order down to the low one. */
+  /**
+   * Capacity is enforced when data is written: a write that would take the cache past its limit
+   * first evicts clean data, then waits while uploads turn dirty data clean (markClean/drop wake
+   * it), and fails with ENOSPC after writeWaitMs. Never corruption, never an unbounded cache.
+   */
+  private async reserveSpace(e: { present: ByteRange[]; size: number }, offset: number, length: number): Promise<void> {
+    const growth = (): number => {
+      const added: ByteRange = { start: Math.min(offset, e.size), end: offset + length };
+      return totalBytes(missingRanges(added, e.present));
+    };
+    if (this.usedBytes + growth() <= this.limitBytes) return;
+    if (growth() > this.limitBytes) {
+      throw new FsError('ENOSPC', 'write', undefined, { message: `write of ${length} bytes is larger than the whole cache` });
+    }
+    const deadline = Date.now() + this.writeWaitMs;
+    let warned = false;
+    while (this.usedBytes + growth() > this.limitBytes) {
+      this.evictFor(growth());
+      if (this.usedBytes + growth() <= this.limitBytes) break;
+      if (Date.now() >= deadline) {
+        this.log.error('cache full of data not yet uploaded; write failed with ENOSPC', {
+          usedBytes: this.usedBytes,
+          dirtyBytes: this.dirtyBytes,
+          limitBytes: this.limitBytes,
+          waitedMs: this.writeWaitMs,
+        });
+        throw new FsError('ENOSPC', 'write', undefined, {
+          message: 'the cache is full of data not yet uploaded (is the object store reachable?)',
+        });
+      }
+      if (!warned) {
+        warned = true;
+        this.log.warn('cache full: writer waits for uploads to free space', {
+          usedBytes: this.usedBytes,
+          dirtyBytes: this.dirtyBytes,
+          limitBytes: this.limitBytes,
+        });
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, Math.min(200, Math.max(1, deadline - Date.now())));
+        function done(): void {
+          clearTimeout(t);
+          resolve();
+        }
+        this.spaceWaiters.push(done);
+      });
+    }
+  }
+
+  private readonly spaceWaiters: Array<() => void> = [];
+
+  /** Wake writers waiting for space (something became clean or was dropped). */
+  private wakeSpaceWaiters(): void {
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  /** Evict clean, unpinned entries (LRU) until `need` more bytes fit under the limit. */
+  private evictFor(need: number): void {
+    for (const e of this.entries.values()) {
+      if (this.usedBytes + need <= Math.min(this.limitBytes, this.lowBytes + need)) break;
+      if (!this.evictable(e)) continue;
+      this.forget(e, false);
+    }
+  }
+
   private async evictIfNeeded(): Promise<void> {
     if (this.state !== 'open' || this.usedBytes <= this.highBytes) return;
     const evicted: Ino[] = [];

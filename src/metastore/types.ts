@@ -91,6 +91,8 @@ export interface MetaStore extends CacheIndex {
   /** Nodes whose state is not clean (recovery). */
   unsyncedNodes(): NodeRow[];
   nodeCount(): number;
+  /** Make every committed change durable on disk (fsync of the write-ahead log). */
+  sync(): Promise<void>;
   getMeta(key: string): Buffer | undefined;
   setMeta(key: string, value: Buffer): void;
   close(): void;

@@ -646,6 +646,7 @@ export class CoreVfs implements Vfs {
     }
     if (n.type === 'file' && this.cache.has(ino) && (sync || this.cache.isDirty(ino))) await this.cache.persist(ino);
     this.uploader.schedule(ino);
+    if (sync) await this.meta.sync();
   }
 
   async release(fh: Fh): Promise<void> {

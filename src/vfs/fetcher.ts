@@ -79,7 +79,7 @@ export class Fetcher {
         continue;
       }
       const bs = b * B;
-      if (this.cache.missing(src.ino, bs, Math.min(B, src.size - bs)).length === 0) {
+      if (this.cache.missing(src.ino, bs, Math.min(B, src.size - bs), { count: false }).length === 0) {
         flush();
         continue;
       }

@@ -12,8 +12,6 @@
  *   upload never lands on a key that a rename/unlink already moved away from;
  * - a node is marked clean only if nothing changed it while its upload ran (change counters).
  */
-import { mkdir, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { Ino } from '../core/types.js';
 import { FsError, errMessage } from '../core/errors.js';
 import type { DataCache } from '../datacache/types.js';
@@ -302,7 +300,7 @@ export class Uploader {
     try {
       const size = this.cache.size(ino) ?? node.size;
       // The whole content must be local: fetch what was never read from the previous object.
-      if (this.cache.missing(ino, 0, size).length > 0) {
+      if (this.cache.missing(ino, 0, size, { count: false }).length > 0) {
         if (node.remoteKey === null) {
           throw new FsError('EIO', 'upload', this.tree.pathOf(ino), {
             message: `upload ${this.tree.pathOf(ino)}: cached data is incomplete and no object holds the rest`,
@@ -316,16 +314,7 @@ export class Uploader {
       }
       const version = this.cache.version(ino);
       const path = this.cache.filePath(ino);
-      // A trailing hole may be missing from the sparse cache file: extend it (reads as zeros).
-      if (size > 0) {
-        await mkdir(dirname(path), { recursive: true });
-        const fh = await open(path, 'a');
-        try {
-          if ((await fh.stat()).size < size) await fh.truncate(size);
-        } finally {
-          await fh.close();
-        }
-      }
+      // Once nothing is missing the cache file is exactly `size` bytes (datacache invariant).
       const r = await this.store.put(key, size === 0 ? Buffer.alloc(0) : { path, size }, { metadata, signal });
       return { etag: r.etag, remoteKey: key, remoteSize: size, bytes: size, version };
     } finally {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything bucketgate needs on Debian 12 (run as root), then builds it.
+#   system: FUSE (fusermount, libfuse2 + headers for the native binding), libnfs client tools,
+#           a C toolchain for native addons;
+#   npm:    the locked dependencies (npm ci), then the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(fuse libfuse2 libfuse-dev libnfs-utils libnfs-dev pkg-config build-essential python3 attr)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -f build/Release/bucketgate_fuse.node ]; then
+  echo "setup: npm ci (builds better-sqlite3 and the FUSE binding from source)"
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent

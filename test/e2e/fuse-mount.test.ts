@@ -1,0 +1,209 @@
+/**
+ * End to end: the real `bucketgate mount` over s3rver (real HTTP), worked with ordinary tools,
+ * checked in the bucket through the S3 API, then unmounted and remounted on an EMPTY cache
+ * directory: the tree must come back identical (names, sizes, contents, modes, owners, mtimes,
+ * symlinks, empty directories). Both modes.
+ */
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, isMounted, sh, startDaemon, type Daemon, type DaemonEnv } from '../helpers/daemon.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+
+let s3: S3rverHandle;
+let client: S3Client;
+let work: string;
+let env: DaemonEnv;
+const daemons: Daemon[] = [];
+
+beforeAll(async () => {
+  s3 = await startS3rver({ buckets: ['test'] });
+  client = s3.client();
+  env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
+  work = await mkdtemp(join(tmpdir(), 'bg-e2e-'));
+});
+
+afterAll(async () => {
+  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
+  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(() => undefined);
+  await s3?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function mount(url: string, mnt: string, cacheDir: string, extra: string[]): Promise<Daemon> {
+  await mkdir(mnt, { recursive: true });
+  const d = await startDaemon(
+    [
+      'mount', url, mnt,
+      '--endpoint', s3.endpoint, '--path-style',
+      '--cache-dir', cacheDir,
+      '--admin-dir', join(work, 'run'),
+      '--refresh-interval', '0',
+      '--log-level', 'warn',
+      ...extra,
+    ],
+    env,
+    mnt,
+  );
+  daemons.push(d);
+  return d;
+}
+
+async function listKeys(prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const r = await client.send(new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }));
+    for (const o of r.Contents ?? []) keys.push(o.Key!);
+    token = r.NextContinuationToken;
+  } while (token);
+  return keys.sort();
+}
+
+/** Everything a user would compare: type, size, mode, owner, group, mtime (ns), link target, md5. */
+async function snapshot(mnt: string): Promise<string> {
+  return sh(
+    `cd '${mnt}' && find . -mindepth 1 -printf '%p|%y|%s|%m|%U|%G|%T@|%l\\n' | sort && ` +
+      `find . -type f -print0 | sort -z | xargs -0 -r md5sum`,
+  );
+}
+
+const WORKLOAD = String.raw`
+set -euo pipefail
+cd "$MNT"
+echo hello > hello.txt
+mkdir -p a/b/c
+cp /etc/os-release a/b/c/os-release
+head -c 3000000 /dev/urandom > big.bin
+dd if=/dev/urandom of=a/dd.bin bs=64k count=40 status=none
+dd if=/dev/zero of=a/dd.bin bs=1 count=5 seek=100 conv=notrunc status=none
+dd if=/dev/urandom of=sparse.bin bs=1k count=1 seek=3000 status=none
+truncate -s 12345 a/dd.bin
+echo more >> hello.txt
+ln -s a/b/c/os-release link
+chmod 600 hello.txt
+chmod 750 a
+chown 1234:5678 a/b/c/os-release
+touch -d '2001-02-03 04:05:06.123456789' big.bin
+touch -h -d '2002-01-01 00:00:00' link
+mkdir empty
+mkdir -p tmp/x/y && touch tmp/x/y/z && rm -r tmp
+mv a/b a/moved
+mv hello.txt hello2.txt
+# a small tree through tar
+SRC=$(mktemp -d)
+for i in $(seq 1 12); do mkdir -p "$SRC/d$((i % 4))/e$((i % 3))"; head -c $((i * 1000)) /dev/urandom > "$SRC/d$((i % 4))/e$((i % 3))/f$i"; done
+tar cf "$SRC.tar" -C "$SRC" .
+mkdir untar && tar xf "$SRC.tar" -C untar
+diff -r "$SRC" untar
+rm -rf "$SRC" "$SRC.tar"
+# several concurrent writers
+for i in 1 2 3 4 5 6 7 8; do (head -c $((100000 + i)) /dev/urandom > "par$i.bin") & done
+wait
+cat a/moved/c/os-release > /dev/null
+cmp <(head -c 1000 big.bin) <(dd if=big.bin bs=1000 count=1 status=none)
+`;
+
+describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mode)', (mode) => {
+  it('works the mount with ordinary tools, and a remount on an empty cache shows the same tree', async () => {
+    const prefix = `${mode}/`;
+    const mnt = join(work, `mnt-${mode}`);
+    const d = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-1`), ['--mode', mode, '--upload-delay', '100ms']);
+    await sh(WORKLOAD, { env: { MNT: mnt } });
+
+    // POSIX errors, as a program sees them
+    const errs = await sh(
+      `cd '${mnt}'; ` +
+        `mkdir "$(printf 'n%.0s' $(seq 1 256))" 2>&1 || true; ` +
+        `touch $'\\xff' 2>&1 || true; ` +
+        `rmdir a 2>&1 || true; ` +
+        `ln big.bin hard 2>&1 || true; ` +
+        `cat missing 2>&1 || true`,
+    );
+    expect(errs).toMatch(/File name too long/);
+    expect(errs).toMatch(/Invalid or incomplete multibyte or wide character/);
+    expect(errs).toMatch(/Directory not empty/);
+    expect(errs).toMatch(/Operation not permitted/);
+    expect(errs).toMatch(/No such file or directory/);
+
+    const ls = await sh(`ls -l '${mnt}'`);
+    expect(ls).toMatch(/-rw------- 1 root root +11 .* hello2.txt/);
+    expect(ls).toMatch(/lrwxrwxrwx .* link -> a\/b\/c\/os-release/);
+    const before = await snapshot(mnt);
+    expect(before).toContain('./a/moved/c/os-release|f|');
+    expect(before).toMatch(/\.\/a\/moved\/c\/os-release\|f\|\d+\|644\|1234\|5678\|/);
+    expect(before).toContain('./big.bin|f|3000000|644|0|0|981173106.1234567890|');
+    expect(before).toContain('./empty|d|');
+
+    if (mode === 'cache') {
+      const f = await cli(['flush', mnt, '--admin-dir', join(work, 'run'), '--timeout', '60s']);
+      expect(f.stderr + f.stdout).toContain('all data is in the bucket');
+      expect(f.code).toBe(0);
+      const st = await cli(['status', mnt, '--json', '--admin-dir', join(work, 'run')]);
+      expect(st.code).toBe(0);
+      const status = JSON.parse(st.stdout) as { uploads: { queued: number }; cache: { dirtyFiles: number } };
+      expect(status.uploads.queued).toBe(0);
+    }
+
+    // The bucket, through the S3 API
+    const keys = await listKeys(prefix);
+    expect(keys).toContain(`${prefix}hello2.txt`);
+    expect(keys).toContain(`${prefix}a/moved/c/os-release`);
+    expect(keys).toContain(`${prefix}empty/`);
+    expect(keys).toContain(`${prefix}a/`);
+    expect(keys.some((k) => k.startsWith(`${prefix}a/b/`) || k.startsWith(`${prefix}tmp`) || k.endsWith('hello.txt'))).toBe(false);
+    const hello = await client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}hello2.txt` }));
+    expect(await hello.Body!.transformToString()).toBe('hello\nmore\n');
+    expect(hello.Metadata).toMatchObject({
+      'file-permissions': '0100600',
+      'file-owner': '0',
+      'file-group': '0',
+      mode: String(0o100600),
+      uid: '0',
+      gid: '0',
+    });
+    const osr = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}a/moved/c/os-release` }));
+    expect(osr.Metadata).toMatchObject({ 'file-owner': '1234', 'file-group': '5678', uid: '1234', gid: '5678' });
+    const big = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}big.bin` }));
+    expect(big.Metadata?.['file-mtime']).toBe('981173106123456789ns');
+    expect(big.Metadata?.['mtime']).toBe('981173106.123456789');
+    const marker = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}empty/` }));
+    expect(marker.ContentType).toBe('application/x-directory');
+    expect(marker.ContentLength).toBe(0);
+    const link = await client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}link` }));
+    expect(await link.Body!.transformToString()).toBe('a/b/c/os-release');
+    expect(link.Metadata?.['file-permissions']).toBe('0120777');
+
+    expect(await d.stop('SIGINT')).toBe(0);
+    expect(await isMounted(mnt)).toBe(false);
+
+    // A new gateway on an empty cache directory sees the same tree.
+    const d2 = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-2`), ['--mode', mode]);
+    const after = await snapshot(mnt);
+    expect(after).toBe(before);
+    expect(await d2.stop('SIGTERM')).toBe(0);
+  });
+});
+
+describe('mount errors are clear', () => {
+  it('a missing bucket, bad credentials and a mountpoint in use', async () => {
+    const mnt = join(work, 'mnt-err');
+    await mkdir(mnt, { recursive: true });
+    const base = ['--endpoint', s3.endpoint, '--path-style', '--cache-dir', join(work, 'cache-err'), '--admin-dir', join(work, 'run')];
+    const nob = await cli(['mount', 's3://no-such-bucket', mnt, ...base], env);
+    expect(nob.code).toBe(1);
+    expect(nob.stderr).toMatch(/bucket "no-such-bucket" does not exist/);
+    const bad = await cli(['mount', 's3://test', mnt, ...base], { AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'WRONG' });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/denied: check the credentials/);
+    const usage = await cli(['mount', 's3://test'], env);
+    expect(usage.code).toBe(2);
+    const d = await mount('s3://test/inuse', mnt, join(work, 'cache-inuse'), []);
+    const twice = await cli(['mount', 's3://test/other', mnt, ...base], env);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(/already in use/);
+    expect(await d.stop()).toBe(0);
+  });
+});
