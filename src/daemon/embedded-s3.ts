@@ -19,7 +19,9 @@ export async function startEmbeddedS3(opts: { directory: string; buckets: string
   await mkdir(opts.directory, { recursive: true });
   const require = createRequire(import.meta.url);
   const bin = join(dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
-  const args = [bin, '-d', opts.directory, '-a', '127.0.0.1', '-p', String(opts.port ?? 0), '-s'];
+  // s3rver encrypts listing continuation tokens with DES, which OpenSSL 3 only offers through
+  // its legacy provider: without it every paged listing fails with HTTP 500.
+  const args = ['--openssl-legacy-provider', bin, '-d', opts.directory, '-a', '127.0.0.1', '-p', String(opts.port ?? 0), '-s'];
   for (const b of opts.buckets) args.push('--configure-bucket', b);
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
