@@ -64,7 +64,15 @@ export class FakeVfs implements Vfs {
   readOnly: boolean;
   readonly nodes = new Map<Ino, Node>();
   readonly handles = new Map<Fh, Handle>();
-  readonly counters: FakeVfsCounters = { open: 0, release: 0, fsync: 0, commit: 0, write: 0, read: 0, readdir: 0 };
+  readonly counters: FakeVfsCounters = {
+    open: 0,
+    release: 0,
+    fsync: 0,
+    commit: 0,
+    write: 0,
+    read: 0,
+    readdir: 0,
+  };
   private nextIno = 2;
   private nextGen = 1;
   private nextFh = 1;
@@ -299,7 +307,11 @@ export class FakeVfs implements Vfs {
     const after = all.filter(([, e]) => e.cookie > cookie);
     const page = after.slice(0, limit);
     return {
-      entries: page.map(([name, e]) => ({ name, cookie: e.cookie, attr: this.attr(this.node(e.ino, 'readdir')) })),
+      entries: page.map(([name, e]) => ({
+        name,
+        cookie: e.cookie,
+        attr: this.attr(this.node(e.ino, 'readdir')),
+      })),
       eof: page.length === after.length,
       verifier: this.verifier,
     };
@@ -319,7 +331,13 @@ export class FakeVfs implements Vfs {
     return fh;
   }
 
-  async create(cred: Cred, parent: Ino, name: string, mode: number, flags: number): Promise<{ attr: Attr; fh: Fh }> {
+  async create(
+    cred: Cred,
+    parent: Ino,
+    name: string,
+    mode: number,
+    flags: number,
+  ): Promise<{ attr: Attr; fh: Fh }> {
     this.rw('create');
     this.checkName(name, 'create');
     const d = this.dir(cred, parent, W_OK | X_OK, 'create');
@@ -468,7 +486,16 @@ export class FakeVfs implements Vfs {
   }
 
   async statfs(): Promise<StatFs> {
-    return { bsize: 4096, frsize: 4096, blocks: 1 << 20, bfree: 1 << 19, bavail: 1 << 19, files: 1e6, ffree: 9e5, namemax: 255 };
+    return {
+      bsize: 4096,
+      frsize: 4096,
+      blocks: 1 << 20,
+      bfree: 1 << 19,
+      bavail: 1 << 19,
+      files: 1e6,
+      ffree: 9e5,
+      namemax: 255,
+    };
   }
 
   onInvalidate(_listener: (ev: InvalidateEvent) => void): () => void {

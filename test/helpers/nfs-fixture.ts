@@ -20,7 +20,12 @@ import { RpcTestClient } from './nfs-rpc-client.js';
 
 export const TEST_SECRET = Buffer.alloc(32, 0x5a);
 
-export function testExport(name: string, vfs: Vfs, policy: Partial<ExportPolicy> = {}, exportId = 1): ExportConfig {
+export function testExport(
+  name: string,
+  vfs: Vfs,
+  policy: Partial<ExportPolicy> = {},
+  exportId = 1,
+): ExportConfig {
   return {
     name,
     vfs,
@@ -83,7 +88,16 @@ export function dirop(dir: Uint8Array, name: string): Nfsv3DirOpArgs {
   return new Nfsv3DirOpArgs(new Nfsv3Fh(dir), name);
 }
 
-export function sattr(s: { mode?: number; uid?: number; gid?: number; size?: bigint; atime?: Nfsv3Time | 'server'; mtime?: Nfsv3Time | 'server' } = {}): Nfsv3Sattr {
+export function sattr(
+  s: {
+    mode?: number;
+    uid?: number;
+    gid?: number;
+    size?: bigint;
+    atime?: Nfsv3Time | 'server';
+    mtime?: Nfsv3Time | 'server';
+  } = {},
+): Nfsv3Sattr {
   const time = (t: Nfsv3Time | 'server' | undefined): [number, Nfsv3Time | undefined] =>
     t === undefined ? [0, undefined] : t === 'server' ? [1, undefined] : [2, t];
   const [ah, at] = time(s.atime);

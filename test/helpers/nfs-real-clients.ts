@@ -14,10 +14,20 @@ export interface RunResult {
 /** Run a command without blocking the event loop (the server lives in this process). */
 export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024, encoding: 'latin1' }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      cmd,
+      args,
+      { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024, encoding: 'latin1' },
+      (err, stdout, stderr) => {
+        const code =
+          err === null
+            ? 0
+            : typeof (err as { code?: unknown }).code === 'number'
+              ? (err as { code: number }).code
+              : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -28,13 +38,25 @@ export async function buildNfsClient(): Promise<string> {
   const out = join(dir, 'nfs-client');
   const flags = await run('pkg-config', ['--cflags', '--libs', 'libnfs']);
   if (flags.code !== 0) throw new Error(`pkg-config libnfs failed: ${flags.stderr}`);
-  const cc = await run('gcc', ['-O1', '-o', out, src, ...flags.stdout.trim().split(/\s+/).filter((s) => s !== '')]);
+  const cc = await run('gcc', [
+    '-O1',
+    '-o',
+    out,
+    src,
+    ...flags.stdout
+      .trim()
+      .split(/\s+/)
+      .filter((s) => s !== ''),
+  ]);
   if (cc.code !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
   return out;
 }
 
 /** Start a long-running client; resolves lines of its stdout as they come. */
-export function startClient(bin: string, args: string[]): {
+export function startClient(
+  bin: string,
+  args: string[],
+): {
   child: ChildProcessWithoutNullStreams;
   waitFor(prefix: string, timeoutMs?: number): Promise<string>;
   done: Promise<RunResult>;
@@ -57,7 +79,9 @@ export function startClient(bin: string, args: string[]): {
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
-  const done = new Promise<RunResult>((resolve) => child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr })));
+  const done = new Promise<RunResult>((resolve) =>
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr })),
+  );
   return {
     child,
     done,
@@ -65,7 +89,10 @@ export function startClient(bin: string, args: string[]): {
       const line = stdout.split('\n').find((l) => l.startsWith(prefix));
       if (line !== undefined) return Promise.resolve(line);
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timeout waiting for "${prefix}"; stdout=${stdout} stderr=${stderr}`)), timeoutMs);
+        const t = setTimeout(
+          () => reject(new Error(`timeout waiting for "${prefix}"; stdout=${stdout} stderr=${stderr}`)),
+          timeoutMs,
+        );
         waiters.push({
           prefix,
           resolve: (l) => {

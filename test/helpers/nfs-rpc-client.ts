@@ -5,7 +5,11 @@
 import { connect, type Socket } from 'node:net';
 import { Reader } from '@jsonjoy.com/buffers/lib/Reader.js';
 import { RpcMessageDecoder } from '@jsonjoy.com/json-pack/lib/rpc/RpcMessageDecoder.js';
-import { RpcAcceptedReplyMessage, RpcOpaqueAuth, RpcRejectedReplyMessage } from '@jsonjoy.com/json-pack/lib/rpc/messages.js';
+import {
+  RpcAcceptedReplyMessage,
+  RpcOpaqueAuth,
+  RpcRejectedReplyMessage,
+} from '@jsonjoy.com/json-pack/lib/rpc/messages.js';
 import { Nfsv3Decoder } from '@jsonjoy.com/json-pack/lib/nfs/v3/Nfsv3Decoder.js';
 import { MountDecoder } from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/MountDecoder.js';
 import type * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
@@ -26,12 +30,16 @@ export interface RpcReply {
   bytes: Uint8Array;
 }
 
-export type TestCred = { uid: number; gid: number; gids?: number[] } | 'none' | { flavor: number; body: Uint8Array };
+export type TestCred =
+  { uid: number; gid: number; gids?: number[] } | 'none' | { flavor: number; body: Uint8Array };
 
 export function credAuth(c: TestCred | undefined): RpcOpaqueAuth {
   if (c === undefined || c === 'none') return new RpcOpaqueAuth(0, new Reader(new Uint8Array(0)));
   if ('flavor' in c) return new RpcOpaqueAuth(c.flavor, new Reader(c.body));
-  return new RpcOpaqueAuth(1, new Reader(encodeAuthSys({ stamp: 1, machinename: 'test', uid: c.uid, gid: c.gid, gids: c.gids ?? [] })));
+  return new RpcOpaqueAuth(
+    1,
+    new Reader(encodeAuthSys({ stamp: 1, machinename: 'test', uid: c.uid, gid: c.gid, gids: c.gids ?? [] })),
+  );
 }
 
 const NONE = new RpcOpaqueAuth(0, new Reader(new Uint8Array(0)));
@@ -115,7 +123,14 @@ export class RpcTestClient {
   }
 
   /** Encode one call record (record header included). */
-  encodeCall(xid: number, prog: number, vers: number, proc: number, args: (w: ReplyWriter) => void, cred?: TestCred): Uint8Array {
+  encodeCall(
+    xid: number,
+    prog: number,
+    vers: number,
+    proc: number,
+    args: (w: ReplyWriter) => void,
+    cred?: TestCred,
+  ): Uint8Array {
     return this.w.record(1024, () => {
       this.w.rpc.writeCall(xid, prog, vers, proc, credAuth(cred ?? this.defaultCred), NONE);
       args(this.w);
@@ -148,31 +163,63 @@ export class RpcTestClient {
     });
   }
 
-  call(prog: number, vers: number, proc: number, args: (w: ReplyWriter) => void = () => undefined, opts: { cred?: TestCred; xid?: number } = {}): Promise<RpcReply> {
+  call(
+    prog: number,
+    vers: number,
+    proc: number,
+    args: (w: ReplyWriter) => void = () => undefined,
+    opts: { cred?: TestCred; xid?: number } = {},
+  ): Promise<RpcReply> {
     const xid = opts.xid ?? this.newXid();
     const p = this.expect(xid);
     this.sendRaw(this.encodeCall(xid, prog, vers, proc, args, opts.cred));
     return p;
   }
 
-  async nfs<T extends m.Nfsv3Response>(proc: number, req: m.Nfsv3Request | undefined, opts: { cred?: TestCred; xid?: number } = {}): Promise<T> {
-    const r = await this.call(PROG_NFS, 3, proc, (w) => (req ? w.nfs.writeMessage(req, proc, true) : undefined), opts);
+  async nfs<T extends m.Nfsv3Response>(
+    proc: number,
+    req: m.Nfsv3Request | undefined,
+    opts: { cred?: TestCred; xid?: number } = {},
+  ): Promise<T> {
+    const r = await this.call(
+      PROG_NFS,
+      3,
+      proc,
+      (w) => (req ? w.nfs.writeMessage(req, proc, true) : undefined),
+      opts,
+    );
     if (!r.accepted || r.acceptStat !== 0) {
-      throw new Error(`NFS call ${proc} failed at RPC level: ${JSON.stringify({ ...r, body: undefined, bytes: undefined })}`);
+      throw new Error(
+        `NFS call ${proc} failed at RPC level: ${JSON.stringify({ ...r, body: undefined, bytes: undefined })}`,
+      );
     }
     if (proc === 0) return undefined as unknown as T;
     return new Nfsv3Decoder().decodeMessage(r.body, proc, false) as T;
   }
 
-  async mount<T extends mm.MountResponse | undefined>(proc: number, req?: mm.MountRequest, opts: { cred?: TestCred } = {}): Promise<T> {
-    const r = await this.call(PROG_MOUNT, 3, proc, (w) => (req ? w.mount.writeMessage(req, proc, true) : undefined), opts);
+  async mount<T extends mm.MountResponse | undefined>(
+    proc: number,
+    req?: mm.MountRequest,
+    opts: { cred?: TestCred } = {},
+  ): Promise<T> {
+    const r = await this.call(
+      PROG_MOUNT,
+      3,
+      proc,
+      (w) => (req ? w.mount.writeMessage(req, proc, true) : undefined),
+      opts,
+    );
     if (!r.accepted || r.acceptStat !== 0) throw new Error(`MOUNT call ${proc} failed at RPC level`);
     return new MountDecoder().decodeMessage(r.body, proc, false) as T;
   }
 
   async mnt(path: string, cred?: TestCred): Promise<{ status: number; fh?: Uint8Array }> {
     const { MountMntRequest } = await import('@jsonjoy.com/json-pack/lib/nfs/v3/mount/messages.js');
-    const res = await this.mount<mm.MountMntResponse>(MountProc.MNT, new MountMntRequest(path), cred ? { cred } : {});
+    const res = await this.mount<mm.MountMntResponse>(
+      MountProc.MNT,
+      new MountMntRequest(path),
+      cred ? { cred } : {},
+    );
     if (res.status !== 0 || !res.mountinfo) return { status: res.status };
     const r = res.mountinfo.fhandle.data;
     return { status: 0, fh: Uint8Array.from(r.subarray(0, r.size())) };

@@ -25,7 +25,8 @@ const dirs = { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o777 };
 
 async function putFile(v: TestVfs, parentIno: number, name: string, data: Buffer): Promise<number> {
   const { attr, fh: h } = await v.vfs.create(ROOT_CRED, parentIno, name, 0o644, O_RDWR | O_CREAT | O_EXCL);
-  for (let off = 0; off < data.length; off += 4 * 1024 * 1024) await v.vfs.write(h, off, data.subarray(off, off + 4 * 1024 * 1024));
+  for (let off = 0; off < data.length; off += 4 * 1024 * 1024)
+    await v.vfs.write(h, off, data.subarray(off, off + 4 * 1024 * 1024));
   await v.vfs.release(h);
   return attr.ino;
 }
@@ -39,12 +40,20 @@ beforeAll(async () => {
     createTestVfs({ defaults: dirs }),
   ]);
   await putFile(roVfs, 1, 'readme.txt', Buffer.from('read only\n'));
-  srv = await startNfs([
-    testExport('share', t.vfs, { squash: 'none' }, 1),
-    testExport('squashed', squashVfs.vfs, { squash: 'root_squash' }, 2),
-    testExport('ro', roVfs.vfs, { readOnly: true }, 3),
-    testExport('elsewhere', (await createTestVfs()).vfs, { clients: ['10.20.0.0/16'], roClients: ['192.168.77.1'] }, 4),
-  ], { handleIdleMs: 300 }); // cached VFS handles are released (and uploads start) sooner than the default 5 s
+  srv = await startNfs(
+    [
+      testExport('share', t.vfs, { squash: 'none' }, 1),
+      testExport('squashed', squashVfs.vfs, { squash: 'root_squash' }, 2),
+      testExport('ro', roVfs.vfs, { readOnly: true }, 3),
+      testExport(
+        'elsewhere',
+        (await createTestVfs()).vfs,
+        { clients: ['10.20.0.0/16'], roClients: ['192.168.77.1'] },
+        4,
+      ),
+    ],
+    { handleIdleMs: 300 },
+  ); // cached VFS handles are released (and uploads start) sooner than the default 5 s
 });
 
 afterAll(async () => {
@@ -77,7 +86,7 @@ describe('libnfs-utils (nfs-ls, nfs-cat, nfs-cp)', () => {
     expect(store.read('up.bin')?.equals(data)).toBe(true);
   });
 
-  it('nfs-ls -R lists subdirectories; nfs-cat mounts a file\'s parent directory', async () => {
+  it("nfs-ls -R lists subdirectories; nfs-cat mounts a file's parent directory", async () => {
     const d = await t.vfs.mkdir(ROOT_CRED, 1, 'deep', 0o755);
     const d2 = await t.vfs.mkdir(ROOT_CRED, d.ino, 'er', 0o755);
     await putFile(t, d2.ino, 'x.txt', Buffer.from('nested\n'));
@@ -93,18 +102,35 @@ describe('libnfs client compiled against libnfs-dev', () => {
   it('mkdir, creat, write, rename, truncate, stat, fsync/COMMIT, statvfs, rmdir', async () => {
     const r = await run(client, [
       srv.url('/share'),
-      'mkdir', '/c',
-      'creat', '/c/f.txt', '640',
-      'write', '/c/f.txt', '0', 'hello, world',
-      'rename', '/c/f.txt', '/c/g.txt',
-      'truncate', '/c/g.txt', '5',
-      'stat', '/c/g.txt',
-      'cat', '/c/g.txt',
-      'fsyncwrite', '/c/big.bin', '3000000',
-      'stat', '/c/big.bin',
+      'mkdir',
+      '/c',
+      'creat',
+      '/c/f.txt',
+      '640',
+      'write',
+      '/c/f.txt',
+      '0',
+      'hello, world',
+      'rename',
+      '/c/f.txt',
+      '/c/g.txt',
+      'truncate',
+      '/c/g.txt',
+      '5',
+      'stat',
+      '/c/g.txt',
+      'cat',
+      '/c/g.txt',
+      'fsyncwrite',
+      '/c/big.bin',
+      '3000000',
+      'stat',
+      '/c/big.bin',
       'statvfs',
-      'mkdir', '/c/empty',
-      'rmdir', '/c/empty',
+      'mkdir',
+      '/c/empty',
+      'rmdir',
+      '/c/empty',
     ]);
     expect(r.stdout).not.toMatch(/^ERR/m);
     expect(r.code).toBe(0);
@@ -136,7 +162,12 @@ describe('libnfs client compiled against libnfs-dev', () => {
     const r = await run(client, [srv.url('/share'), 'count', '/many']);
     expect(r.stdout).toContain(`count=3000 namebytes=${bytes}`);
     const ls = await run('nfs-ls', [srv.url('/share/many')]);
-    expect(ls.stdout.trim().split('\n').filter((l) => / file-\d{4}/.test(l))).toHaveLength(3000);
+    expect(
+      ls.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => / file-\d{4}/.test(l)),
+    ).toHaveLength(3000);
   });
 });
 
@@ -150,7 +181,14 @@ describe('export policy with real clients', () => {
     const st = await run(client, [srv.url('/squashed', '&uid=0&gid=0'), 'stat', '/sq.txt']);
     expect(st.stdout).toContain('uid=65534 gid=65534');
     // A regular user keeps their ids.
-    const mine = await run(client, [srv.url('/squashed', '&uid=1000&gid=1000'), 'creat', '/mine.txt', '644', 'stat', '/mine.txt']);
+    const mine = await run(client, [
+      srv.url('/squashed', '&uid=1000&gid=1000'),
+      'creat',
+      '/mine.txt',
+      '644',
+      'stat',
+      '/mine.txt',
+    ]);
     expect(mine.stdout).toContain('uid=1000 gid=1000');
   });
 
@@ -163,7 +201,10 @@ describe('export policy with real clients', () => {
     expect(r.stdout).toMatch(/ERR mkdir: -30 /); // -EROFS from NFS3ERR_ROFS
     const c = await srv.client();
     const root = (await c.mnt('/ro')).fh!;
-    const mk = await c.nfs<m.Nfsv3MkdirResponse>(NfsProc.MKDIR, new m.Nfsv3MkdirRequest(dirop(root, 'd'), (await import('../helpers/nfs-fixture.js')).sattr()));
+    const mk = await c.nfs<m.Nfsv3MkdirResponse>(
+      NfsProc.MKDIR,
+      new m.Nfsv3MkdirRequest(dirop(root, 'd'), (await import('../helpers/nfs-fixture.js')).sattr()),
+    );
     expect(mk.status).toBe(Nfs3Stat.ROFS);
   });
 
@@ -185,7 +226,10 @@ describe('restart', () => {
     expect(await holder.waitFor('before=')).toBe('before=persistent-01234');
     const rpc = await s.client();
     const root = (await rpc.mnt('/keep')).fh!;
-    const l = await rpc.nfs<m.Nfsv3LookupResponse>(NfsProc.LOOKUP, new m.Nfsv3LookupRequest(dirop(root, 'keep.txt')));
+    const l = await rpc.nfs<m.Nfsv3LookupResponse>(
+      NfsProc.LOOKUP,
+      new m.Nfsv3LookupRequest(dirop(root, 'keep.txt')),
+    );
     const handle = l.resok!.object.data;
     await s.stop();
     await v.close();
@@ -197,7 +241,10 @@ describe('restart', () => {
       const done = await holder.done;
       expect(done.stdout).toContain('after=persistent-01234');
       const rpc2 = await s.client();
-      const ga = await rpc2.nfs<m.Nfsv3ReadResponse>(NfsProc.READ, new m.Nfsv3ReadRequest(fh(handle), 0n, 100));
+      const ga = await rpc2.nfs<m.Nfsv3ReadResponse>(
+        NfsProc.READ,
+        new m.Nfsv3ReadRequest(fh(handle), 0n, 100),
+      );
       expect(Buffer.from(ga.resok!.data).toString()).toBe('persistent-0123456789');
     } finally {
       await s.stop();
@@ -205,10 +252,15 @@ describe('restart', () => {
     }
     // A recreated metadata database (new db generation) makes old handles stale.
     const v3 = await createTestVfs({ defaults: dirs });
-    const s3 = await startNfs([{ ...testExport('keep', v3.vfs), dbGeneration: Buffer.from('db-generation-2') }]);
+    const s3 = await startNfs([
+      { ...testExport('keep', v3.vfs), dbGeneration: Buffer.from('db-generation-2') },
+    ]);
     try {
       const rpc3 = await s3.client();
-      const ga = await rpc3.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(handle)));
+      const ga = await rpc3.nfs<m.Nfsv3GetattrResponse>(
+        NfsProc.GETATTR,
+        new m.Nfsv3GetattrRequest(fh(handle)),
+      );
       expect(ga.status).toBe(Nfs3Stat.STALE);
     } finally {
       await s3.stop();

@@ -56,7 +56,8 @@ function records(bytes: Uint8Array): Uint8Array[] {
 
 function decodeNfsReply(rec: Uint8Array, proc: number): m.Nfsv3Response {
   const msg = new RpcMessageDecoder().decodeMessage(new Reader(rec));
-  if (!(msg instanceof RpcAcceptedReplyMessage) || msg.results === undefined) throw new Error('not an accepted reply');
+  if (!(msg instanceof RpcAcceptedReplyMessage) || msg.results === undefined)
+    throw new Error('not an accepted reply');
   return new Nfsv3Decoder().decodeMessage(msg.results, proc, false) as m.Nfsv3Response;
 }
 
@@ -66,8 +67,12 @@ function readReply(data: Uint8Array): m.Nfsv3ReadResponse {
 
 function readdirReply(names: string[]): m.Nfsv3ReaddirResponse {
   let list: Nfsv3Entry | undefined;
-  for (let i = names.length - 1; i >= 0; i--) list = new Nfsv3Entry(BigInt(i + 10), names[i]!, BigInt(i + 1), list);
-  return new m.Nfsv3ReaddirResponse(0, new m.Nfsv3ReaddirResOk(attrs(), new Uint8Array(8), new Nfsv3DirList(true, list)));
+  for (let i = names.length - 1; i >= 0; i--)
+    list = new Nfsv3Entry(BigInt(i + 10), names[i]!, BigInt(i + 1), list);
+  return new m.Nfsv3ReaddirResponse(
+    0,
+    new m.Nfsv3ReaddirResOk(attrs(), new Uint8Array(8), new Nfsv3DirList(true, list)),
+  );
 }
 
 function names(res: m.Nfsv3ReaddirResponse): string[] {
@@ -123,7 +128,13 @@ describe('defect 1: XdrEncoder.writeStr has no bounds check (names crossing the 
     const plain = enc.encodeMessage(readdirReply(all), C.NfsProc.READDIR, false);
     let plainNames: string[] | undefined;
     try {
-      plainNames = names(new Nfsv3Decoder().decodeMessage(new Reader(plain), C.NfsProc.READDIR, false) as m.Nfsv3ReaddirResponse);
+      plainNames = names(
+        new Nfsv3Decoder().decodeMessage(
+          new Reader(plain),
+          C.NfsProc.READDIR,
+          false,
+        ) as m.Nfsv3ReaddirResponse,
+      );
     } catch {
       plainNames = undefined;
     }
@@ -214,13 +225,21 @@ describe('defect 3: RmRecordDecoder.readRecord() returns undefined after a non-f
         d.push(stream.subarray(i, i + chunk));
         for (let r = d.next(); r !== undefined; r = d.next()) out.push(Uint8Array.from(r));
       }
-      expect(out.map((r) => Buffer.from(r).toString('hex'))).toEqual([Buffer.from(p1).toString('hex'), Buffer.from(p2).toString('hex')]);
+      expect(out.map((r) => Buffer.from(r).toString('hex'))).toEqual([
+        Buffer.from(p1).toString('hex'),
+        Buffer.from(p2).toString('hex'),
+      ]);
     }
   });
 
   it('records are bounded: a Reader over one cannot read the next record', () => {
     const d = new RecordDecoder({ maxRecord: 1024 });
-    d.push(Buffer.concat([fragments(new Uint8Array([1, 2, 3, 4]), [4]), fragments(new Uint8Array([5, 6, 7, 8]), [4])]));
+    d.push(
+      Buffer.concat([
+        fragments(new Uint8Array([1, 2, 3, 4]), [4]),
+        fragments(new Uint8Array([5, 6, 7, 8]), [4]),
+      ]),
+    );
     const r = d.next()!;
     const reader = new Reader(r);
     reader.u32();
@@ -251,15 +270,27 @@ describe('defect 4: fields typed Reader are written as their whole backing buffe
   it('defect: MountFhandle3 over a Reader slice writes the backing buffer from its start', () => {
     const enc = new MountEncoder(new Writer());
     const slice = new Reader(big).slice(10, 54);
-    const bytes = enc.encodeMessage(new mm.MountMntResponse(0, new mm.MountMntResOk(new MountFhandle3(slice), [1])), C.MountProc.MNT, false);
-    const res = new MountDecoder().decodeMessage(new Reader(bytes), C.MountProc.MNT, false) as mm.MountMntResponse;
+    const bytes = enc.encodeMessage(
+      new mm.MountMntResponse(0, new mm.MountMntResOk(new MountFhandle3(slice), [1])),
+      C.MountProc.MNT,
+      false,
+    );
+    const res = new MountDecoder().decodeMessage(
+      new Reader(bytes),
+      C.MountProc.MNT,
+      false,
+    ) as mm.MountMntResponse;
     const got = res.mountinfo?.fhandle.data;
     expect(got && Buffer.from(got.subarray(0, got.size())).equals(Buffer.from(handle))).toBe(false);
   });
 
   it('workaround: mountHandle() copies the handle into a Reader of its own', () => {
     const rw = new ReplyWriter();
-    const rec = rw.mountReply(3, C.MountProc.MNT, new mm.MountMntResponse(0, new mm.MountMntResOk(mountHandle(handle), [1])));
+    const rec = rw.mountReply(
+      3,
+      C.MountProc.MNT,
+      new mm.MountMntResponse(0, new mm.MountMntResOk(mountHandle(handle), [1])),
+    );
     const [r] = records(rec);
     const msg = new RpcMessageDecoder().decodeMessage(new Reader(r!)) as RpcAcceptedReplyMessage;
     const res = new MountDecoder().decodeMessage(msg.results!, C.MountProc.MNT, false) as mm.MountMntResponse;
@@ -280,7 +311,8 @@ describe('defect 5: enums are const enums in .d.ts only', () => {
   });
 
   it('our constants match the values declared in the .d.ts files', () => {
-    const dts = (p: string): string => readFileSync(require.resolve(`@jsonjoy.com/json-pack/lib/${p}`), 'utf8');
+    const dts = (p: string): string =>
+      readFileSync(require.resolve(`@jsonjoy.com/json-pack/lib/${p}`), 'utf8');
     const enumValues = (text: string, name: string): Record<string, number> => {
       const body = new RegExp(`enum ${name} \\{([^}]*)\\}`).exec(text)?.[1] ?? '';
       const out: Record<string, number> = {};
@@ -289,19 +321,25 @@ describe('defect 5: enums are const enums in .d.ts only', () => {
     };
     const nfs = dts('nfs/v3/constants.d.ts');
     const stat = enumValues(nfs, 'Nfsv3Stat');
-    for (const [k, v] of Object.entries(C.Nfs3Stat)) expect(stat[k === 'OK' ? 'NFS3_OK' : `NFS3ERR_${k}`]).toBe(v);
+    for (const [k, v] of Object.entries(C.Nfs3Stat))
+      expect(stat[k === 'OK' ? 'NFS3_OK' : `NFS3ERR_${k}`]).toBe(v);
     expect(enumValues(nfs, 'Nfsv3Proc')).toEqual(C.NfsProc);
     const rpc = dts('rpc/constants.d.ts');
     expect(enumValues(rpc, 'RpcAcceptStat')).toEqual(C.AcceptStat);
     const mount = enumValues(dts('nfs/v3/mount/constants.d.ts'), 'MountStat');
-    for (const [k, v] of Object.entries(C.MountStat)) expect(mount[k === 'OK' ? 'MNT3_OK' : `MNT3ERR_${k}`]).toBe(v);
+    for (const [k, v] of Object.entries(C.MountStat))
+      expect(mount[k === 'OK' ? 'MNT3_OK' : `MNT3ERR_${k}`]).toBe(v);
   });
 });
 
 describe('defect 6: encoders validate nothing', () => {
   it('defect: a 100-byte file handle is encoded without complaint (we check ≤ 64 ourselves)', () => {
     const enc = new Nfsv3Encoder(new Writer());
-    const bytes = enc.encodeMessage(new m.Nfsv3GetattrRequest(new Nfsv3Fh(new Uint8Array(100))), C.NfsProc.GETATTR, true);
+    const bytes = enc.encodeMessage(
+      new m.Nfsv3GetattrRequest(new Nfsv3Fh(new Uint8Array(100))),
+      C.NfsProc.GETATTR,
+      true,
+    );
     expect(bytes.length).toBe(104);
   });
 

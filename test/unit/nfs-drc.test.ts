@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { DuplicateRequestCache } from '../../src/adapters/nfs/drc.js';
 
-const k = (xid: number, args = [1, 2, 3], addr = '10.0.0.1') => ({ addr, xid, prog: 100003, vers: 3, proc: 8, args: new Uint8Array(args) });
+const k = (xid: number, args = [1, 2, 3], addr = '10.0.0.1') => ({
+  addr,
+  xid,
+  prog: 100003,
+  vers: 3,
+  proc: 8,
+  args: new Uint8Array(args),
+});
 
 describe('duplicate-request cache', () => {
   it('new → in progress → done with the cached reply', () => {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { checkHandle, dbGenerationDigest, encodeHandle, HANDLE_SIZE, parseHandle } from '../../src/adapters/nfs/handle.js';
+import {
+  checkHandle,
+  dbGenerationDigest,
+  encodeHandle,
+  HANDLE_SIZE,
+  parseHandle,
+} from '../../src/adapters/nfs/handle.js';
 
 const key = { exportId: 7, dbGeneration: Buffer.from('db-1'), secret: Buffer.alloc(32, 1) };
 const digest = dbGenerationDigest(key.dbGeneration);
@@ -19,7 +25,12 @@ describe('NFS file handles', () => {
 
   it('rejects wrong shapes as badhandle', () => {
     const h = encodeHandle(key, 42, 3);
-    for (const bad of [new Uint8Array(0), h.subarray(0, 43), Buffer.concat([h, Buffer.alloc(1)]), Buffer.alloc(44)]) {
+    for (const bad of [
+      new Uint8Array(0),
+      h.subarray(0, 43),
+      Buffer.concat([h, Buffer.alloc(1)]),
+      Buffer.alloc(44),
+    ]) {
       expect(checkHandle(bad, key, digest)).toEqual({ ok: false, why: 'badhandle' });
     }
     const v = Buffer.from(h);
@@ -41,7 +52,10 @@ describe('NFS file handles', () => {
     expect(checkHandle(moved, other, digest)).toEqual({ ok: false, why: 'badhandle' });
     expect(checkHandle(h, other, digest)).toEqual({ ok: false, why: 'badhandle' });
     // Another gateway's secret.
-    expect(checkHandle(h, { ...key, secret: Buffer.alloc(32, 2) }, digest)).toEqual({ ok: false, why: 'badhandle' });
+    expect(checkHandle(h, { ...key, secret: Buffer.alloc(32, 2) }, digest)).toEqual({
+      ok: false,
+      why: 'badhandle',
+    });
   });
 
   it('a valid handle from a recreated metadata database is stale', () => {

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { AddressList, CompiledPolicy, DEFAULT_POLICY, normalizeAddress } from '../../src/adapters/nfs/policy.js';
+import {
+  AddressList,
+  CompiledPolicy,
+  DEFAULT_POLICY,
+  normalizeAddress,
+} from '../../src/adapters/nfs/policy.js';
 
 describe('export policy', () => {
   it('matches IPs and CIDRs, IPv4-mapped IPv6 and IPv6', () => {

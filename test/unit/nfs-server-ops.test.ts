@@ -2,8 +2,21 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import * as mm from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/messages.js';
-import { Nfsv3CreateHow, Nfsv3MknodData, Nfsv3SattrGuard, Nfsv3Time } from '@jsonjoy.com/json-pack/lib/nfs/v3/structs.js';
-import { Access3, CreateMode, MountProc, MountStat, Nfs3Stat, NfsProc, StableHow } from '../../src/adapters/nfs/constants.js';
+import {
+  Nfsv3CreateHow,
+  Nfsv3MknodData,
+  Nfsv3SattrGuard,
+  Nfsv3Time,
+} from '@jsonjoy.com/json-pack/lib/nfs/v3/structs.js';
+import {
+  Access3,
+  CreateMode,
+  MountProc,
+  MountStat,
+  Nfs3Stat,
+  NfsProc,
+  StableHow,
+} from '../../src/adapters/nfs/constants.js';
 import { FakeVfs } from '../helpers/nfs-fake-vfs.js';
 import { dirop, fh, sattr, startNfs, testExport, type Running } from '../helpers/nfs-fixture.js';
 import type { RpcTestClient } from '../helpers/nfs-rpc-client.js';
@@ -23,8 +36,17 @@ async function handleOf(dir: Uint8Array, name: string): Promise<Uint8Array> {
   return r.resok!.object.data;
 }
 
-async function create(dir: Uint8Array, name: string, how: Nfsv3CreateHow, xid?: number): Promise<m.Nfsv3CreateResponse> {
-  return c.nfs<m.Nfsv3CreateResponse>(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(dir, name), how), xid !== undefined ? { xid } : {});
+async function create(
+  dir: Uint8Array,
+  name: string,
+  how: Nfsv3CreateHow,
+  xid?: number,
+): Promise<m.Nfsv3CreateResponse> {
+  return c.nfs<m.Nfsv3CreateResponse>(
+    NfsProc.CREATE,
+    new m.Nfsv3CreateRequest(dirop(dir, name), how),
+    xid !== undefined ? { xid } : {},
+  );
 }
 
 const unchecked = (mode = 0o640): Nfsv3CreateHow => new Nfsv3CreateHow(CreateMode.UNCHECKED, sattr({ mode }));
@@ -96,13 +118,20 @@ describe('NFSv3 procedures', () => {
     expect((await lookup(f.resok!.object.data, 'x')).status).toBe(Nfs3Stat.NOTDIR);
     expect((await lookup(dh, 'n'.repeat(256))).status).toBe(Nfs3Stat.NAMETOOLONG);
 
-    const all = Access3.READ | Access3.MODIFY | Access3.EXTEND | Access3.EXECUTE | Access3.LOOKUP | Access3.DELETE;
+    const all =
+      Access3.READ | Access3.MODIFY | Access3.EXTEND | Access3.EXECUTE | Access3.LOOKUP | Access3.DELETE;
     const acc = (cred: { uid: number; gid: number }) =>
-      c.nfs<m.Nfsv3AccessResponse>(NfsProc.ACCESS, new m.Nfsv3AccessRequest(fh(f.resok!.object.data), all), { cred });
-    expect((await acc({ uid: 1000, gid: 1000 })).resok!.access).toBe(Access3.READ | Access3.MODIFY | Access3.EXTEND);
+      c.nfs<m.Nfsv3AccessResponse>(NfsProc.ACCESS, new m.Nfsv3AccessRequest(fh(f.resok!.object.data), all), {
+        cred,
+      });
+    expect((await acc({ uid: 1000, gid: 1000 })).resok!.access).toBe(
+      Access3.READ | Access3.MODIFY | Access3.EXTEND,
+    );
     expect((await acc({ uid: 2000, gid: 1000 })).resok!.access).toBe(Access3.READ);
     expect((await acc({ uid: 2000, gid: 2000 })).resok!.access).toBe(0);
-    const dacc = await c.nfs<m.Nfsv3AccessResponse>(NfsProc.ACCESS, new m.Nfsv3AccessRequest(fh(dh), all), { cred: { uid: 5, gid: 5 } });
+    const dacc = await c.nfs<m.Nfsv3AccessResponse>(NfsProc.ACCESS, new m.Nfsv3AccessRequest(fh(dh), all), {
+      cred: { uid: 5, gid: 5 },
+    });
     expect(dacc.resok!.access).toBe(Access3.READ | Access3.LOOKUP);
 
     const sl = await c.nfs<m.Nfsv3SymlinkResponse>(
@@ -110,13 +139,25 @@ describe('NFSv3 procedures', () => {
       new m.Nfsv3SymlinkRequest(dirop(dh, 'ln'), sattr(), 'f'),
     );
     expect(sl.status).toBe(0);
-    const rl = await c.nfs<m.Nfsv3ReadlinkResponse>(NfsProc.READLINK, new m.Nfsv3ReadlinkRequest(sl.resok!.obj.handle!));
+    const rl = await c.nfs<m.Nfsv3ReadlinkResponse>(
+      NfsProc.READLINK,
+      new m.Nfsv3ReadlinkRequest(sl.resok!.obj.handle!),
+    );
     expect(rl.resok!.data).toBe('f');
-    const notLink = await c.nfs<m.Nfsv3ReadlinkResponse>(NfsProc.READLINK, new m.Nfsv3ReadlinkRequest(fh(dh)));
+    const notLink = await c.nfs<m.Nfsv3ReadlinkResponse>(
+      NfsProc.READLINK,
+      new m.Nfsv3ReadlinkRequest(fh(dh)),
+    );
     expect(notLink.status).toBe(Nfs3Stat.INVAL);
 
     const pc = await c.nfs<m.Nfsv3PathconfResponse>(NfsProc.PATHCONF, new m.Nfsv3PathconfRequest(fh(root)));
-    expect(pc.resok).toMatchObject({ linkmax: 1, namemax: 255, noTrunc: true, caseInsensitive: false, casePreserving: true });
+    expect(pc.resok).toMatchObject({
+      linkmax: 1,
+      namemax: 255,
+      noTrunc: true,
+      caseInsensitive: false,
+      casePreserving: true,
+    });
     const fi = await c.nfs<m.Nfsv3FsinfoResponse>(NfsProc.FSINFO, new m.Nfsv3FsinfoRequest(fh(root)));
     expect(fi.resok).toMatchObject({ rtmax: 1048576, wtmax: 1048576, rtpref: 1048576, wtpref: 1048576 });
     expect(fi.resok!.properties & 0x01).toBe(0); // no hard links
@@ -130,10 +171,16 @@ describe('NFSv3 procedures', () => {
     expect(cr.resok!.objAttributes.attributes?.mode).toBe(0o600);
     expect(cr.resok!.dirWcc.before.attributesFollow).toBe(true);
     const h = cr.resok!.obj.handle!.data;
-    expect((await create(root, 'new.txt', new Nfsv3CreateHow(CreateMode.GUARDED, sattr()))).status).toBe(Nfs3Stat.EXIST);
+    expect((await create(root, 'new.txt', new Nfsv3CreateHow(CreateMode.GUARDED, sattr()))).status).toBe(
+      Nfs3Stat.EXIST,
+    );
     // UNCHECKED on an existing file applies size 0 (truncation), as knfsd does.
     vfs.putFile(1, 'full.txt', 'content');
-    const trunc = await create(root, 'full.txt', new Nfsv3CreateHow(CreateMode.UNCHECKED, sattr({ size: 0n })));
+    const trunc = await create(
+      root,
+      'full.txt',
+      new Nfsv3CreateHow(CreateMode.UNCHECKED, sattr({ size: 0n })),
+    );
     expect(trunc.resok!.objAttributes.attributes?.size).toBe(0n);
 
     const verf = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -142,8 +189,14 @@ describe('NFSv3 procedures', () => {
     // A retransmission (new xid, as after a reconnect past the DRC) with the same verifier succeeds.
     const ex2 = await create(root, 'excl', new Nfsv3CreateHow(CreateMode.EXCLUSIVE, undefined, verf));
     expect(ex2.status).toBe(0);
-    expect(Buffer.from(ex2.resok!.obj.handle!.data).equals(Buffer.from(ex1.resok!.obj.handle!.data))).toBe(true);
-    const other = await create(root, 'excl', new Nfsv3CreateHow(CreateMode.EXCLUSIVE, undefined, Uint8Array.from([9, 9, 9, 9, 9, 9, 9, 9])));
+    expect(Buffer.from(ex2.resok!.obj.handle!.data).equals(Buffer.from(ex1.resok!.obj.handle!.data))).toBe(
+      true,
+    );
+    const other = await create(
+      root,
+      'excl',
+      new Nfsv3CreateHow(CreateMode.EXCLUSIVE, undefined, Uint8Array.from([9, 9, 9, 9, 9, 9, 9, 9])),
+    );
     expect(other.status).toBe(Nfs3Stat.EXIST);
 
     const fsyncs = vfs.counters.fsync;
@@ -184,7 +237,10 @@ describe('NFSv3 procedures', () => {
 
   it('releases cached VFS handles after the idle period', async () => {
     const cr = await create(root, 'idle.txt', unchecked());
-    await c.nfs(NfsProc.WRITE, new m.Nfsv3WriteRequest(fh(cr.resok!.obj.handle!.data), 0n, 1, StableHow.UNSTABLE, Buffer.from('x')));
+    await c.nfs(
+      NfsProc.WRITE,
+      new m.Nfsv3WriteRequest(fh(cr.resok!.obj.handle!.data), 0n, 1, StableHow.UNSTABLE, Buffer.from('x')),
+    );
     expect(vfs.handles.size).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 1200));
     expect(vfs.handles.size).toBe(0);
@@ -205,7 +261,11 @@ describe('NFSv3 procedures', () => {
     expect(r1.resok!.objWcc.after.attributes?.size).toBe(2n);
     expect(r1.resok!.objWcc.after.attributes?.mtime).toEqual(new Nfsv3Time(1000, 5));
     const stale = new Nfsv3SattrGuard(true, new Nfsv3Time(1, 1));
-    const r2 = await c.nfs<m.Nfsv3SetattrResponse>(NfsProc.SETATTR, new m.Nfsv3SetattrRequest(fh(h), sattr({ mode: 0o600 }), stale), { cred });
+    const r2 = await c.nfs<m.Nfsv3SetattrResponse>(
+      NfsProc.SETATTR,
+      new m.Nfsv3SetattrRequest(fh(h), sattr({ mode: 0o600 }), stale),
+      { cred },
+    );
     expect(r2.status).toBe(Nfs3Stat.NOT_SYNC);
     expect(r2.resfail!.objWcc.before.attributesFollow).toBe(true);
     const ctime = r1.resok!.objWcc.after.attributes!.ctime;
@@ -230,39 +290,66 @@ describe('NFSv3 procedures', () => {
   });
 
   it('MKDIR, RENAME, REMOVE, RMDIR, LINK (PERM), MKNOD (NOTSUPP) with wcc data, also on errors', async () => {
-    const mk = await c.nfs<m.Nfsv3MkdirResponse>(NfsProc.MKDIR, new m.Nfsv3MkdirRequest(dirop(root, 'mk'), sattr({ mode: 0o750 })));
+    const mk = await c.nfs<m.Nfsv3MkdirResponse>(
+      NfsProc.MKDIR,
+      new m.Nfsv3MkdirRequest(dirop(root, 'mk'), sattr({ mode: 0o750 })),
+    );
     expect(mk.status).toBe(0);
     expect(mk.resok!.objAttributes.attributes?.mode).toBe(0o750);
     const dh = mk.resok!.obj.handle!.data;
-    const again = await c.nfs<m.Nfsv3MkdirResponse>(NfsProc.MKDIR, new m.Nfsv3MkdirRequest(dirop(root, 'mk'), sattr()));
+    const again = await c.nfs<m.Nfsv3MkdirResponse>(
+      NfsProc.MKDIR,
+      new m.Nfsv3MkdirRequest(dirop(root, 'mk'), sattr()),
+    );
     expect(again.status).toBe(Nfs3Stat.EXIST);
     expect(again.resfail!.dirWcc.before.attributesFollow).toBe(true);
     expect(again.resfail!.dirWcc.after.attributesFollow).toBe(true);
     await create(dh, 'a', unchecked());
-    const rn = await c.nfs<m.Nfsv3RenameResponse>(NfsProc.RENAME, new m.Nfsv3RenameRequest(dirop(dh, 'a'), dirop(root, 'moved')));
+    const rn = await c.nfs<m.Nfsv3RenameResponse>(
+      NfsProc.RENAME,
+      new m.Nfsv3RenameRequest(dirop(dh, 'a'), dirop(root, 'moved')),
+    );
     expect(rn.status).toBe(0);
     expect(rn.resok!.fromDirWcc.before.attributesFollow).toBe(true);
     expect(rn.resok!.toDirWcc.after.attributesFollow).toBe(true);
-    const rnMissing = await c.nfs<m.Nfsv3RenameResponse>(NfsProc.RENAME, new m.Nfsv3RenameRequest(dirop(dh, 'a'), dirop(root, 'x')));
+    const rnMissing = await c.nfs<m.Nfsv3RenameResponse>(
+      NfsProc.RENAME,
+      new m.Nfsv3RenameRequest(dirop(dh, 'a'), dirop(root, 'x')),
+    );
     expect(rnMissing.status).toBe(Nfs3Stat.NOENT);
     const fileH = await handleOf(root, 'moved');
-    const ln = await c.nfs<m.Nfsv3LinkResponse>(NfsProc.LINK, new m.Nfsv3LinkRequest(fh(fileH), dirop(dh, 'hard')));
+    const ln = await c.nfs<m.Nfsv3LinkResponse>(
+      NfsProc.LINK,
+      new m.Nfsv3LinkRequest(fh(fileH), dirop(dh, 'hard')),
+    );
     expect(ln.status).toBe(Nfs3Stat.PERM);
     expect(ln.resfail!.fileAttributes.attributesFollow).toBe(true);
     const mknod = await c.nfs<m.Nfsv3MknodResponse>(
       NfsProc.MKNOD,
-      new m.Nfsv3MknodRequest(dirop(dh, 'fifo'), new Nfsv3MknodData(7, undefined, undefined, undefined, sattr())),
+      new m.Nfsv3MknodRequest(
+        dirop(dh, 'fifo'),
+        new Nfsv3MknodData(7, undefined, undefined, undefined, sattr()),
+      ),
     );
     expect(mknod.status).toBe(Nfs3Stat.NOTSUPP);
     await create(dh, 'b', unchecked());
-    const rmNotEmpty = await c.nfs<m.Nfsv3RmdirResponse>(NfsProc.RMDIR, new m.Nfsv3RmdirRequest(dirop(root, 'mk')));
+    const rmNotEmpty = await c.nfs<m.Nfsv3RmdirResponse>(
+      NfsProc.RMDIR,
+      new m.Nfsv3RmdirRequest(dirop(root, 'mk')),
+    );
     expect(rmNotEmpty.status).toBe(Nfs3Stat.NOTEMPTY);
-    const rmFileAsDir = await c.nfs<m.Nfsv3RmdirResponse>(NfsProc.RMDIR, new m.Nfsv3RmdirRequest(dirop(dh, 'b')));
+    const rmFileAsDir = await c.nfs<m.Nfsv3RmdirResponse>(
+      NfsProc.RMDIR,
+      new m.Nfsv3RmdirRequest(dirop(dh, 'b')),
+    );
     expect(rmFileAsDir.status).toBe(Nfs3Stat.NOTDIR);
     const rm = await c.nfs<m.Nfsv3RemoveResponse>(NfsProc.REMOVE, new m.Nfsv3RemoveRequest(dirop(dh, 'b')));
     expect(rm.status).toBe(0);
     expect(rm.resok!.dirWcc.before.attributesFollow).toBe(true);
-    const rmMissing = await c.nfs<m.Nfsv3RemoveResponse>(NfsProc.REMOVE, new m.Nfsv3RemoveRequest(dirop(dh, 'b')));
+    const rmMissing = await c.nfs<m.Nfsv3RemoveResponse>(
+      NfsProc.REMOVE,
+      new m.Nfsv3RemoveRequest(dirop(dh, 'b')),
+    );
     expect(rmMissing.status).toBe(Nfs3Stat.NOENT);
     expect(rmMissing.resfail!.dirWcc.before.attributesFollow).toBe(true);
     const rd = await c.nfs<m.Nfsv3RmdirResponse>(NfsProc.RMDIR, new m.Nfsv3RmdirRequest(dirop(root, 'mk')));
@@ -283,10 +370,13 @@ describe('NFSv3 procedures', () => {
     const dh = await handleOf(root, 'big');
     const seen: string[] = [];
     let cookie = 0n;
-    let verf = new Uint8Array(8);
+    let verf: Uint8Array = new Uint8Array(8);
     let calls = 0;
     for (;;) {
-      const r = await c.nfs<m.Nfsv3ReaddirResponse>(NfsProc.READDIR, new m.Nfsv3ReaddirRequest(fh(dh), cookie, verf, 4096));
+      const r = await c.nfs<m.Nfsv3ReaddirResponse>(
+        NfsProc.READDIR,
+        new m.Nfsv3ReaddirRequest(fh(dh), cookie, verf, 4096),
+      );
       expect(r.status).toBe(0);
       calls++;
       verf = r.resok!.cookieverf;
@@ -319,10 +409,16 @@ describe('NFSv3 procedures', () => {
       if (r.resok!.reply.eof) break;
     }
     expect(plus).toEqual(want);
-    const ga = await c.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(firstHandle!)));
+    const ga = await c.nfs<m.Nfsv3GetattrResponse>(
+      NfsProc.GETATTR,
+      new m.Nfsv3GetattrRequest(fh(firstHandle!)),
+    );
     expect(ga.status).toBe(0);
 
-    const tiny = await c.nfs<m.Nfsv3ReaddirResponse>(NfsProc.READDIR, new m.Nfsv3ReaddirRequest(fh(dh), 0n, new Uint8Array(8), 100));
+    const tiny = await c.nfs<m.Nfsv3ReaddirResponse>(
+      NfsProc.READDIR,
+      new m.Nfsv3ReaddirRequest(fh(dh), 0n, new Uint8Array(8), 100),
+    );
     expect(tiny.status).toBe(Nfs3Stat.TOOSMALL);
     const tinyPlus = await c.nfs<m.Nfsv3ReaddirplusResponse>(
       NfsProc.READDIRPLUS,
@@ -332,10 +428,16 @@ describe('NFSv3 procedures', () => {
     // The directory's cookies were invalidated: a continuation with the old verifier is refused.
     const old = verf;
     vfs.verifier = 0xabcdn;
-    const bad = await c.nfs<m.Nfsv3ReaddirResponse>(NfsProc.READDIR, new m.Nfsv3ReaddirRequest(fh(dh), cookie, old, 4096));
+    const bad = await c.nfs<m.Nfsv3ReaddirResponse>(
+      NfsProc.READDIR,
+      new m.Nfsv3ReaddirRequest(fh(dh), cookie, old, 4096),
+    );
     expect(bad.status).toBe(Nfs3Stat.BAD_COOKIE);
     vfs.verifier = 0x5eedn;
-    const notDir = await c.nfs<m.Nfsv3ReaddirResponse>(NfsProc.READDIR, new m.Nfsv3ReaddirRequest(fh(firstHandle!), 0n, new Uint8Array(8), 4096));
+    const notDir = await c.nfs<m.Nfsv3ReaddirResponse>(
+      NfsProc.READDIR,
+      new m.Nfsv3ReaddirRequest(fh(firstHandle!), 0n, new Uint8Array(8), 4096),
+    );
     expect(notDir.status).toBe(Nfs3Stat.NOTDIR);
   });
 
@@ -344,7 +446,8 @@ describe('NFSv3 procedures', () => {
     const h = await handleOf(root, 'h.txt');
     const forged = Uint8Array.from(h);
     forged[20]! ^= 1; // change the inode id without the secret
-    const get = (data: Uint8Array) => c.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(data)));
+    const get = (data: Uint8Array) =>
+      c.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(data)));
     expect((await get(forged)).status).toBe(Nfs3Stat.BADHANDLE);
     expect((await get(new Uint8Array(100))).status).toBe(Nfs3Stat.BADHANDLE);
     expect((await get(new Uint8Array(0))).status).toBe(Nfs3Stat.BADHANDLE);

@@ -53,7 +53,10 @@ describe('RPC layer', () => {
     run = await startNfs([testExport('share', vfs)], { maxInflight: 8 });
     c = await run.client();
     root = (await c.mnt('/share')).fh!;
-    const l = await c.nfs<m.Nfsv3LookupResponse>(NfsProc.LOOKUP, new m.Nfsv3LookupRequest(dirop(root, 'big.bin')));
+    const l = await c.nfs<m.Nfsv3LookupResponse>(
+      NfsProc.LOOKUP,
+      new m.Nfsv3LookupRequest(dirop(root, 'big.bin')),
+    );
     bigH = l.resok!.object.data;
   });
 
@@ -112,11 +115,17 @@ describe('RPC layer', () => {
       { cred: 'none' },
     );
     expect(anon.resok!.objAttributes.attributes).toMatchObject({ uid: 65534, gid: 65534 });
-    const badBody = await c.call(PROG_NFS, 3, 0, () => undefined, { cred: { flavor: 1, body: new Uint8Array([0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]) } });
+    const badBody = await c.call(PROG_NFS, 3, 0, () => undefined, {
+      cred: { flavor: 1, body: new Uint8Array([0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]) },
+    });
     expect(badBody).toMatchObject({ accepted: false, rejectStat: 1, authStat: AuthStat.AUTH_BADCRED });
-    const tooManyGroups = await c.call(PROG_NFS, 3, 0, () => undefined, { cred: { uid: 1, gid: 1, gids: new Array(17).fill(1) } });
+    const tooManyGroups = await c.call(PROG_NFS, 3, 0, () => undefined, {
+      cred: { uid: 1, gid: 1, gids: new Array(17).fill(1) },
+    });
     expect(tooManyGroups.authStat).toBe(AuthStat.AUTH_BADCRED);
-    const gss = await c.call(PROG_NFS, 3, 0, () => undefined, { cred: { flavor: 6, body: new Uint8Array(8) } });
+    const gss = await c.call(PROG_NFS, 3, 0, () => undefined, {
+      cred: { flavor: 6, body: new Uint8Array(8) },
+    });
     expect(gss.authStat).toBe(AuthStat.AUTH_BADCRED);
   });
 
@@ -129,8 +138,12 @@ describe('RPC layer', () => {
       const fast = c.expect(fastXid);
       c.sendRaw(
         Buffer.concat([
-          c.encodeCall(slowXid, PROG_NFS, 3, NfsProc.READ, (w) => w.nfs.writeMessage(new m.Nfsv3ReadRequest(fh(bigH), 0n, 10), NfsProc.READ, true)),
-          c.encodeCall(fastXid, PROG_NFS, 3, NfsProc.GETATTR, (w) => w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(root)), NfsProc.GETATTR, true)),
+          c.encodeCall(slowXid, PROG_NFS, 3, NfsProc.READ, (w) =>
+            w.nfs.writeMessage(new m.Nfsv3ReadRequest(fh(bigH), 0n, 10), NfsProc.READ, true),
+          ),
+          c.encodeCall(fastXid, PROG_NFS, 3, NfsProc.GETATTR, (w) =>
+            w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(root)), NfsProc.GETATTR, true),
+          ),
         ]),
       );
       await Promise.all([slow, fast]);
@@ -155,7 +168,9 @@ describe('RPC layer', () => {
   it('accepts calls split into several fragments', async () => {
     const xid = c.newXid();
     const p = c.expect(xid);
-    const rec = c.encodeCall(xid, PROG_NFS, 3, NfsProc.GETATTR, (w) => w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(root)), NfsProc.GETATTR, true));
+    const rec = c.encodeCall(xid, PROG_NFS, 3, NfsProc.GETATTR, (w) =>
+      w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(root)), NfsProc.GETATTR, true),
+    );
     const payload = rec.subarray(4);
     c.sendRaw(frame(payload, [5, 0, 11, payload.length - 16]));
     const r = await p;
@@ -174,7 +189,13 @@ describe('RPC layer', () => {
     for (let i = 0; i < n; i++) {
       const xid = slow.newXid();
       xids.push(xid);
-      calls.push(Buffer.from(slow.encodeCall(xid, PROG_NFS, 3, NfsProc.READ, (w) => w.nfs.writeMessage(new m.Nfsv3ReadRequest(fh(bigH), 0n, MiB), NfsProc.READ, true))));
+      calls.push(
+        Buffer.from(
+          slow.encodeCall(xid, PROG_NFS, 3, NfsProc.READ, (w) =>
+            w.nfs.writeMessage(new m.Nfsv3ReadRequest(fh(bigH), 0n, MiB), NfsProc.READ, true),
+          ),
+        ),
+      );
     }
     const replies = xids.map((x) => slow.expect(x, 30_000));
     slow.sendRaw(Buffer.concat(calls));
@@ -211,7 +232,10 @@ describe('RPC layer', () => {
       const bad = await run.client();
       bad.sendRaw(bytes);
       if (thenEnd) (bad as unknown as { socket: import('node:net').Socket }).socket.end();
-      await Promise.race([bad.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('not closed')), 5000))]);
+      await Promise.race([
+        bad.closed,
+        new Promise((_, rej) => setTimeout(() => rej(new Error('not closed')), 5000)),
+      ]);
       const ok = await c.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(root)));
       expect(ok.status).toBe(0);
     }
@@ -298,29 +322,52 @@ describe('export policy', () => {
   it('root_squash: root creates files owned by the anonymous ids; other users keep theirs', async () => {
     const root = (await c.mnt('/squash')).fh!;
     const mk = async (name: string, cred: { uid: number; gid: number }) =>
-      (await c.nfs<m.Nfsv3CreateResponse>(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(root, name), new Nfsv3CreateHow(0, sattr())), { cred })).resok!
-        .objAttributes.attributes!;
+      (
+        await c.nfs<m.Nfsv3CreateResponse>(
+          NfsProc.CREATE,
+          new m.Nfsv3CreateRequest(dirop(root, name), new Nfsv3CreateHow(0, sattr())),
+          { cred },
+        )
+      ).resok!.objAttributes.attributes!;
     expect(await mk('by-root', { uid: 0, gid: 0 })).toMatchObject({ uid: 4321, gid: 8765 });
     expect(await mk('by-user', { uid: 1000, gid: 100 })).toMatchObject({ uid: 1000, gid: 100 });
     const all = (await c.mnt('/allsquash')).fh!;
-    const cr = await c.nfs<m.Nfsv3CreateResponse>(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(all, 'x'), new Nfsv3CreateHow(0, sattr())), {
-      cred: { uid: 1000, gid: 100 },
-    });
+    const cr = await c.nfs<m.Nfsv3CreateResponse>(
+      NfsProc.CREATE,
+      new m.Nfsv3CreateRequest(dirop(all, 'x'), new Nfsv3CreateHow(0, sattr())),
+      {
+        cred: { uid: 1000, gid: 100 },
+      },
+    );
     expect(cr.resok!.objAttributes.attributes).toMatchObject({ uid: 77, gid: 78 });
   });
 
   it('read-only export: ROFS on every modifying procedure, ACCESS without write bits', async () => {
     const root = (await c.mnt('/ro')).fh!;
-    const f = (await c.nfs<m.Nfsv3LookupResponse>(NfsProc.LOOKUP, new m.Nfsv3LookupRequest(dirop(root, 'f')))).resok!.object.data;
+    const f = (await c.nfs<m.Nfsv3LookupResponse>(NfsProc.LOOKUP, new m.Nfsv3LookupRequest(dirop(root, 'f'))))
+      .resok!.object.data;
     const st = async (proc: number, req: m.Nfsv3Request) => (await c.nfs<m.Nfsv3Response>(proc, req)).status;
-    expect(await st(NfsProc.SETATTR, new m.Nfsv3SetattrRequest(fh(f), sattr({ mode: 0o600 }), new Nfsv3SattrGuard(false)))).toBe(Nfs3Stat.ROFS);
-    expect(await st(NfsProc.WRITE, new m.Nfsv3WriteRequest(fh(f), 0n, 1, StableHow.FILE_SYNC, Buffer.from('x')))).toBe(Nfs3Stat.ROFS);
-    expect(await st(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(root, 'n'), new Nfsv3CreateHow(0, sattr())))).toBe(Nfs3Stat.ROFS);
+    expect(
+      await st(
+        NfsProc.SETATTR,
+        new m.Nfsv3SetattrRequest(fh(f), sattr({ mode: 0o600 }), new Nfsv3SattrGuard(false)),
+      ),
+    ).toBe(Nfs3Stat.ROFS);
+    expect(
+      await st(NfsProc.WRITE, new m.Nfsv3WriteRequest(fh(f), 0n, 1, StableHow.FILE_SYNC, Buffer.from('x'))),
+    ).toBe(Nfs3Stat.ROFS);
+    expect(
+      await st(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(root, 'n'), new Nfsv3CreateHow(0, sattr()))),
+    ).toBe(Nfs3Stat.ROFS);
     expect(await st(NfsProc.MKDIR, new m.Nfsv3MkdirRequest(dirop(root, 'd'), sattr()))).toBe(Nfs3Stat.ROFS);
-    expect(await st(NfsProc.SYMLINK, new m.Nfsv3SymlinkRequest(dirop(root, 's'), sattr(), 't'))).toBe(Nfs3Stat.ROFS);
+    expect(await st(NfsProc.SYMLINK, new m.Nfsv3SymlinkRequest(dirop(root, 's'), sattr(), 't'))).toBe(
+      Nfs3Stat.ROFS,
+    );
     expect(await st(NfsProc.REMOVE, new m.Nfsv3RemoveRequest(dirop(root, 'f')))).toBe(Nfs3Stat.ROFS);
     expect(await st(NfsProc.RMDIR, new m.Nfsv3RmdirRequest(dirop(root, 'f')))).toBe(Nfs3Stat.ROFS);
-    expect(await st(NfsProc.RENAME, new m.Nfsv3RenameRequest(dirop(root, 'f'), dirop(root, 'g')))).toBe(Nfs3Stat.ROFS);
+    expect(await st(NfsProc.RENAME, new m.Nfsv3RenameRequest(dirop(root, 'f'), dirop(root, 'g')))).toBe(
+      Nfs3Stat.ROFS,
+    );
     expect(await st(NfsProc.LINK, new m.Nfsv3LinkRequest(fh(f), dirop(root, 'h')))).toBe(Nfs3Stat.ROFS);
     const acc = await c.nfs<m.Nfsv3AccessResponse>(NfsProc.ACCESS, new m.Nfsv3AccessRequest(fh(f), 0x3f));
     expect(acc.resok!.access).toBe(Access3.READ);
@@ -331,7 +378,10 @@ describe('export policy', () => {
 
   it('read-only client list', async () => {
     const root = (await c.mnt('/rocli')).fh!;
-    const cr = await c.nfs<m.Nfsv3CreateResponse>(NfsProc.CREATE, new m.Nfsv3CreateRequest(dirop(root, 'n'), new Nfsv3CreateHow(0, sattr())));
+    const cr = await c.nfs<m.Nfsv3CreateResponse>(
+      NfsProc.CREATE,
+      new m.Nfsv3CreateRequest(dirop(root, 'n'), new Nfsv3CreateHow(0, sattr())),
+    );
     expect(cr.status).toBe(Nfs3Stat.ROFS);
   });
 
@@ -339,7 +389,11 @@ describe('export policy', () => {
     expect((await c.mnt('/closed')).status).toBe(MountStat.ACCES);
     // Forge nothing: build a valid handle for export 3 the way the server would (same secret).
     const { encodeHandle } = await import('../../src/adapters/nfs/handle.js');
-    const h = encodeHandle({ exportId: 3, dbGeneration: Buffer.from('db-generation-1'), secret: Buffer.alloc(32, 0x5a) }, 1, 1);
+    const h = encodeHandle(
+      { exportId: 3, dbGeneration: Buffer.from('db-generation-1'), secret: Buffer.alloc(32, 0x5a) },
+      1,
+      1,
+    );
     const ga = await c.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(h)));
     expect(ga.status).toBe(Nfs3Stat.ACCES);
   });
@@ -347,8 +401,14 @@ describe('export policy', () => {
   it('secure export: unprivileged source ports get MNT3ERR_ACCES and AUTH_TOOWEAK', async () => {
     expect((await c.mnt('/secure')).status).toBe(MountStat.ACCES);
     const { encodeHandle } = await import('../../src/adapters/nfs/handle.js');
-    const h = encodeHandle({ exportId: 5, dbGeneration: Buffer.from('db-generation-1'), secret: Buffer.alloc(32, 0x5a) }, 1, 1);
-    const r = await c.call(PROG_NFS, 3, NfsProc.GETATTR, (w) => w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(h)), NfsProc.GETATTR, true));
+    const h = encodeHandle(
+      { exportId: 5, dbGeneration: Buffer.from('db-generation-1'), secret: Buffer.alloc(32, 0x5a) },
+      1,
+      1,
+    );
+    const r = await c.call(PROG_NFS, 3, NfsProc.GETATTR, (w) =>
+      w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(h)), NfsProc.GETATTR, true),
+    );
     expect(r).toMatchObject({ accepted: false, rejectStat: 1, authStat: AuthStat.AUTH_TOOWEAK });
   });
 
@@ -388,7 +448,8 @@ describe('portmapper', () => {
       const dump = await pm.call(PROG_PORTMAP, 2, 4);
       const d = new XdrDecoder(dump.body);
       const entries: number[][] = [];
-      while (d.readBoolean()) entries.push([d.readUnsignedInt(), d.readUnsignedInt(), d.readUnsignedInt(), d.readUnsignedInt()]);
+      while (d.readBoolean())
+        entries.push([d.readUnsignedInt(), d.readUnsignedInt(), d.readUnsignedInt(), d.readUnsignedInt()]);
       expect(entries).toContainEqual([PROG_NFS, 3, 6, run.port]);
       for (const vers of [3, 4]) {
         const r = await pm.call(PROG_PORTMAP, vers, 3, (w) => {

@@ -63,7 +63,10 @@ export function postOp(a: Attr | undefined, fsid: bigint): Nfsv3PostOpAttr {
 
 export function preOp(a: Attr | undefined): Nfsv3PreOpAttr {
   if (a === undefined) return NO_PRE_OP;
-  return new Nfsv3PreOpAttr(true, new Nfsv3WccAttr(BigInt(Math.max(0, a.size)), toNfsTime(a.mtimeNs), toNfsTime(a.ctimeNs)));
+  return new Nfsv3PreOpAttr(
+    true,
+    new Nfsv3WccAttr(BigInt(Math.max(0, a.size)), toNfsTime(a.mtimeNs), toNfsTime(a.ctimeNs)),
+  );
 }
 
 export function wcc(before: Attr | undefined, after: Attr | undefined, fsid: bigint): Nfsv3WccData {
@@ -81,10 +84,12 @@ export function sattrToChanges(s: Nfsv3Sattr): SetAttrChanges {
     c.size = Number(s.size.size);
   }
   if (s.atime.how === TimeHow.SET_TO_SERVER_TIME) c.atimeNs = 'now';
-  else if (s.atime.how === TimeHow.SET_TO_CLIENT_TIME && s.atime.atime) c.atimeNs = fromNfsTime(s.atime.atime);
+  else if (s.atime.how === TimeHow.SET_TO_CLIENT_TIME && s.atime.atime)
+    c.atimeNs = fromNfsTime(s.atime.atime);
   else if (s.atime.how !== TimeHow.DONT_CHANGE) throw new NfsStatusError(Nfs3Stat.INVAL, 'bad time_how');
   if (s.mtime.how === TimeHow.SET_TO_SERVER_TIME) c.mtimeNs = 'now';
-  else if (s.mtime.how === TimeHow.SET_TO_CLIENT_TIME && s.mtime.mtime) c.mtimeNs = fromNfsTime(s.mtime.mtime);
+  else if (s.mtime.how === TimeHow.SET_TO_CLIENT_TIME && s.mtime.mtime)
+    c.mtimeNs = fromNfsTime(s.mtime.mtime);
   else if (s.mtime.how !== TimeHow.DONT_CHANGE) throw new NfsStatusError(Nfs3Stat.INVAL, 'bad time_how');
   return c;
 }

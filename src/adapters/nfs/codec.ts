@@ -38,7 +38,11 @@ export class SafeXdrEncoder extends XdrEncoder {
 }
 
 function withSafeXdr(target: object, writer: Writer): void {
-  Object.defineProperty(target, 'xdr', { value: new SafeXdrEncoder(writer), writable: false, configurable: true });
+  Object.defineProperty(target, 'xdr', {
+    value: new SafeXdrEncoder(writer),
+    writable: false,
+    configurable: true,
+  });
 }
 
 export class SafeNfsv3Encoder extends Nfsv3Encoder<Writer> {
@@ -136,11 +140,15 @@ export class ReplyWriter {
   }
 
   authError(xid: number, authStat: number): Uint8Array {
-    return this.record(64, () => this.rpc.writeRejectedReply(xid, RejectStat.AUTH_ERROR, undefined, authStat));
+    return this.record(64, () =>
+      this.rpc.writeRejectedReply(xid, RejectStat.AUTH_ERROR, undefined, authStat),
+    );
   }
 
   rpcMismatch(xid: number): Uint8Array {
-    return this.record(64, () => this.rpc.writeRejectedReply(xid, RejectStat.RPC_MISMATCH, { low: 2, high: 2 }));
+    return this.record(64, () =>
+      this.rpc.writeRejectedReply(xid, RejectStat.RPC_MISMATCH, { low: 2, high: 2 }),
+    );
   }
 
   /**

@@ -31,6 +31,8 @@ export interface ConnectionOptions {
   maxInflight: number;
   /** Pause reading while more than this many bytes wait in the socket's write buffer. */
   writeHighWater: number;
+  /** Close a connection whose partial record sees no new byte for this long (slow-loris guard). */
+  partialRecordTimeoutMs: number;
 }
 
 let nextId = 1;
@@ -49,9 +51,16 @@ export class RpcConnection implements ConnInfo {
   private inflight = 0;
   private closed = false;
   private readonly pending = new Set<Promise<void>>();
+  private partialTimer: NodeJS.Timeout | undefined;
   private readonly onClose: (c: RpcConnection) => void;
 
-  constructor(socket: Socket, handler: RecordHandler, opts: ConnectionOptions, log: Logger, onClose: (c: RpcConnection) => void) {
+  constructor(
+    socket: Socket,
+    handler: RecordHandler,
+    opts: ConnectionOptions,
+    log: Logger,
+    onClose: (c: RpcConnection) => void,
+  ) {
     this.socket = socket;
     this.handler = handler;
     this.opts = opts;
@@ -80,6 +89,21 @@ export class RpcConnection implements ConnInfo {
     if (this.closed) return;
     this.decoder.push(chunk);
     this.pump();
+    this.armPartialTimer();
+  }
+
+  /** While bytes of an incomplete record wait, the client must keep sending. */
+  private armPartialTimer(): void {
+    if (this.partialTimer !== undefined) clearTimeout(this.partialTimer);
+    this.partialTimer = undefined;
+    if (this.closed || this.decoder.buffered() === 0 || this.socket.isPaused()) return;
+    this.partialTimer = setTimeout(() => {
+      this.partialTimer = undefined;
+      if (this.closed || this.socket.isPaused() || this.decoder.buffered() === 0) return;
+      this.log.info('nfs: closing connection: incomplete record timed out');
+      this.close();
+    }, this.opts.partialRecordTimeoutMs);
+    this.partialTimer.unref();
   }
 
   private blocked(): boolean {
@@ -94,7 +118,9 @@ export class RpcConnection implements ConnInfo {
       try {
         rec = this.decoder.next();
       } catch (e) {
-        this.log.info('nfs: closing connection: record marking violation', { error: e instanceof RecordError ? e.message : String(e) });
+        this.log.info('nfs: closing connection: record marking violation', {
+          error: e instanceof RecordError ? e.message : String(e),
+        });
         this.close();
         return;
       }
@@ -106,6 +132,7 @@ export class RpcConnection implements ConnInfo {
       if (!this.socket.isPaused()) this.socket.pause();
     } else if (this.socket.isPaused()) {
       this.socket.resume();
+      this.armPartialTimer();
     }
   }
 
@@ -150,6 +177,7 @@ export class RpcConnection implements ConnInfo {
   }
 
   close(): void {
+    if (this.partialTimer !== undefined) clearTimeout(this.partialTimer);
     if (this.closed) return;
     this.closed = true;
     this.socket.destroy();
@@ -157,6 +185,7 @@ export class RpcConnection implements ConnInfo {
   }
 
   private finish(): void {
+    if (this.partialTimer !== undefined) clearTimeout(this.partialTimer);
     this.closed = true;
     this.onClose(this);
   }

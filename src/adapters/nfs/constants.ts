@@ -121,7 +121,14 @@ export const StableHow = { UNSTABLE: 0, DATA_SYNC: 1, FILE_SYNC: 2 } as const;
 
 export const CreateMode = { UNCHECKED: 0, GUARDED: 1, EXCLUSIVE: 2 } as const;
 
-export const Access3 = { READ: 0x01, LOOKUP: 0x02, MODIFY: 0x04, EXTEND: 0x08, DELETE: 0x10, EXECUTE: 0x20 } as const;
+export const Access3 = {
+  READ: 0x01,
+  LOOKUP: 0x02,
+  MODIFY: 0x04,
+  EXTEND: 0x08,
+  DELETE: 0x10,
+  EXECUTE: 0x20,
+} as const;
 
 export const Fsf3 = { LINK: 0x01, SYMLINK: 0x02, HOMOGENEOUS: 0x08, CANSETTIME: 0x10 } as const;
 

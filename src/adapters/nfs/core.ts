@@ -4,7 +4,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isFsError } from '../../core/errors.js';
-import { O_RDONLY, O_RDWR, O_WRONLY, ROOT_CRED, X_OK, type Attr, type Cred, type Ino } from '../../core/types.js';
+import {
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  ROOT_CRED,
+  X_OK,
+  type Attr,
+  type Cred,
+  type Ino,
+} from '../../core/types.js';
 import type { Fh, Vfs } from '../../vfs/types.js';
 import type { Logger } from '../../log/index.js';
 import { Nfs3Stat, NFS3_FHSIZE } from './constants.js';
@@ -84,7 +93,8 @@ export class NfsCore {
       if (!Number.isInteger(c.exportId) || c.exportId < 0 || c.exportId > 0xffffffff) {
         throw new Error(`invalid exportId ${c.exportId} for export ${c.name}`);
       }
-      if (c.secret.length < 16) throw new Error(`export ${c.name}: the handle secret must be at least 16 bytes`);
+      if (c.secret.length < 16)
+        throw new Error(`export ${c.name}: the handle secret must be at least 16 bytes`);
       if (byId.has(c.exportId)) throw new Error(`duplicate exportId ${c.exportId}`);
       const path = `/${c.name}`;
       if (byPath.has(path)) throw new Error(`duplicate export ${path}`);
@@ -103,7 +113,11 @@ export class NfsCore {
     }
     this.exports = byId;
     this.byPath = byPath;
-    this.openFiles = new OpenFileCache({ log, opener: openForIo, ...(idleMs !== undefined ? { idleMs } : {}) });
+    this.openFiles = new OpenFileCache({
+      log,
+      opener: openForIo,
+      ...(idleMs !== undefined ? { idleMs } : {}),
+    });
   }
 
   newBoot(): void {
@@ -141,7 +155,10 @@ export class NfsCore {
     if (exp === undefined) throw new NfsStatusError(Nfs3Stat.BADHANDLE, 'unknown export');
     const check = checkHandle(data, exp.key, exp.dbDigest);
     if (!check.ok) {
-      throw new NfsStatusError(check.why === 'stale' ? Nfs3Stat.STALE : Nfs3Stat.BADHANDLE, `handle: ${check.why}`);
+      throw new NfsStatusError(
+        check.why === 'stale' ? Nfs3Stat.STALE : Nfs3Stat.BADHANDLE,
+        `handle: ${check.why}`,
+      );
     }
     const { cred, access } = this.admit(exp, caller);
     const readOnly = this.isReadOnly(exp, access);
@@ -150,10 +167,12 @@ export class NfsCore {
     try {
       attr = await exp.vfs.getattr(cred, check.ino);
     } catch (e) {
-      if (isFsError(e) && (e.code === 'ENOENT' || e.code === 'ESTALE')) throw new NfsStatusError(Nfs3Stat.STALE);
+      if (isFsError(e) && (e.code === 'ENOENT' || e.code === 'ESTALE'))
+        throw new NfsStatusError(Nfs3Stat.STALE);
       throw e;
     }
-    if (attr.generation >>> 0 !== check.generation) throw new NfsStatusError(Nfs3Stat.STALE, 'generation changed');
+    if (attr.generation >>> 0 !== check.generation)
+      throw new NfsStatusError(Nfs3Stat.STALE, 'generation changed');
     return { exp, cred, access, ino: check.ino, attr, readOnly };
   }
 

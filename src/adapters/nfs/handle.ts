@@ -63,7 +63,12 @@ export function encodeHandle(key: HandleKey, ino: number, generation: number, db
 /** Parse the unauthenticated fields; undefined when the shape is wrong (→ BADHANDLE). */
 export function parseHandle(data: Uint8Array): HandleFields | undefined {
   if (data.length !== HANDLE_SIZE) return undefined;
-  if (data[0] !== HANDLE_MAGIC_0 || data[1] !== HANDLE_MAGIC_1 || data[2] !== HANDLE_VERSION || data[3] !== 0) {
+  if (
+    data[0] !== HANDLE_MAGIC_0 ||
+    data[1] !== HANDLE_MAGIC_1 ||
+    data[2] !== HANDLE_VERSION ||
+    data[3] !== 0
+  ) {
     return undefined;
   }
   const b = Buffer.from(data.buffer, data.byteOffset, data.length);
@@ -85,8 +90,7 @@ export function verifyHandleMac(data: Uint8Array, secret: Buffer): boolean {
 }
 
 export type HandleCheck =
-  | { ok: true; ino: number; generation: number }
-  | { ok: false; why: 'badhandle' | 'stale' };
+  { ok: true; ino: number; generation: number } | { ok: false; why: 'badhandle' | 'stale' };
 
 /**
  * Check a handle against one export's key: wrong shape, wrong export or a bad MAC → badhandle;

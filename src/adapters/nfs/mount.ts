@@ -6,7 +6,11 @@
 import type { Reader } from '@jsonjoy.com/buffers/lib/Reader.js';
 import { MountDecoder } from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/MountDecoder.js';
 import * as mm from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/messages.js';
-import { MountBody, MountExportNode, MountGroupNode } from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/structs.js';
+import {
+  MountBody,
+  MountExportNode,
+  MountGroupNode,
+} from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/structs.js';
 import { NAME_MAX, ROOT_INO, type Attr, type Cred } from '../../core/types.js';
 import { AuthFlavor, MNTPATHLEN, MountProc, MountStat, Nfs3Stat } from './constants.js';
 import { mountHandle, type ReplyWriter } from './codec.js';
@@ -36,7 +40,13 @@ export class MountProgram {
     }
   }
 
-  async call(caller: Caller, w: ReplyWriter, xid: number, proc: number, req: mm.MountRequest | undefined): Promise<Uint8Array> {
+  async call(
+    caller: Caller,
+    w: ReplyWriter,
+    xid: number,
+    proc: number,
+    req: mm.MountRequest | undefined,
+  ): Promise<Uint8Array> {
     switch (proc) {
       case MountProc.NULL:
         return w.mountReply(xid, proc, undefined);
@@ -60,7 +70,8 @@ export class MountProgram {
   }
 
   private async mnt(caller: Caller, dirpath: string): Promise<mm.MountMntResponse> {
-    if (Buffer.byteLength(dirpath, 'utf8') > MNTPATHLEN) return new mm.MountMntResponse(MountStat.NAMETOOLONG);
+    if (Buffer.byteLength(dirpath, 'utf8') > MNTPATHLEN)
+      return new mm.MountMntResponse(MountStat.NAMETOOLONG);
     const path = normalize(dirpath);
     const parts = path.split('/').filter((p) => p !== '');
     const exp = parts.length > 0 ? this.core.byPath.get(`/${parts[0]}`) : undefined;
@@ -70,7 +81,12 @@ export class MountProgram {
       cred = this.core.admit(exp, caller).cred;
     } catch (e) {
       if (e instanceof AuthReject || e instanceof NfsStatusError) {
-        this.core.log.info('nfs: MNT refused', { export: exp.name, client: caller.addr, port: caller.port, reason: e.message });
+        this.core.log.info('nfs: MNT refused', {
+          export: exp.name,
+          client: caller.addr,
+          port: caller.port,
+          reason: e.message,
+        });
         return new mm.MountMntResponse(MountStat.ACCES);
       }
       throw e;
@@ -82,7 +98,8 @@ export class MountProgram {
       return new mm.MountMntResponse(mountStatus(e, this.core.log));
     }
     if (attr.type !== 'dir') return new mm.MountMntResponse(MountStat.NOTDIR);
-    if (this.mounts.size < MAX_MOUNT_ENTRIES) this.mounts.set(`${caller.addr}\u0000${path}`, { host: caller.addr, path });
+    if (this.mounts.size < MAX_MOUNT_ENTRIES)
+      this.mounts.set(`${caller.addr}\u0000${path}`, { host: caller.addr, path });
     const fh = this.core.handleOf(exp, attr);
     return new mm.MountMntResponse(
       MountStat.OK,

@@ -20,7 +20,18 @@ import {
   type Nfsv3WccData,
 } from '@jsonjoy.com/json-pack/lib/nfs/v3/structs.js';
 import { isFsError } from '../../core/errors.js';
-import { NAME_MAX, O_CREAT, O_EXCL, O_RDWR, R_OK, W_OK, X_OK, type Attr, type DirEntry, type Ino } from '../../core/types.js';
+import {
+  NAME_MAX,
+  O_CREAT,
+  O_EXCL,
+  O_RDWR,
+  R_OK,
+  W_OK,
+  X_OK,
+  type Attr,
+  type DirEntry,
+  type Ino,
+} from '../../core/types.js';
 import {
   Access3,
   CreateMode,
@@ -208,7 +219,8 @@ export class Nfs3Program {
       if (req.guard.check && req.guard.objCtime) {
         const g = req.guard.objCtime;
         const cur = toFattr(t.attr, t.exp.fsid).ctime;
-        if (cur.seconds !== g.seconds || cur.nseconds !== g.nseconds) throw new NfsStatusError(Nfs3Stat.NOT_SYNC);
+        if (cur.seconds !== g.seconds || cur.nseconds !== g.nseconds)
+          throw new NfsStatusError(Nfs3Stat.NOT_SYNC);
       }
       let after: Attr = t.attr;
       if (hasChanges(changes)) {
@@ -216,7 +228,8 @@ export class Nfs3Program {
           after = await t.exp.vfs.setattr(t.cred, t.ino, changes);
         } catch (e) {
           // A truncation by the owner through an open handle (knfsd's owner override, see openForIo).
-          if (!(isFsError(e) && e.code === 'EACCES' && changes.size !== undefined && t.attr.type === 'file')) throw e;
+          if (!(isFsError(e) && e.code === 'EACCES' && changes.size !== undefined && t.attr.type === 'file'))
+            throw e;
           if (t.attr.uid !== t.cred.uid) throw e;
           const lease = await this.core.openFiles.acquire(t.exp.vfs, t.exp.exportId, t.ino, 'w', t.cred);
           try {
@@ -308,7 +321,10 @@ export class Nfs3Program {
       for (const bit of [Access3.MODIFY, Access3.EXTEND, Access3.DELETE]) {
         if (asked & bit && (await may(W_OK))) granted |= bit;
       }
-      return new m.Nfsv3AccessResponse(Nfs3Stat.OK, new m.Nfsv3AccessResOk(postOp(t.attr, t.exp.fsid), granted));
+      return new m.Nfsv3AccessResponse(
+        Nfs3Stat.OK,
+        new m.Nfsv3AccessResOk(postOp(t.attr, t.exp.fsid), granted),
+      );
     } catch (e) {
       const st = this.status(e, NfsProc.ACCESS);
       return new m.Nfsv3AccessResponse(st, undefined, new m.Nfsv3AccessResFail(this.post(t, t?.attr)));
@@ -322,7 +338,10 @@ export class Nfs3Program {
       t = await this.core.resolve(req.symlink.data, caller);
       if (t.attr.type !== 'symlink') throw new NfsStatusError(Nfs3Stat.INVAL);
       const target = await t.exp.vfs.readlink(t.cred, t.ino);
-      return new m.Nfsv3ReadlinkResponse(Nfs3Stat.OK, new m.Nfsv3ReadlinkResOk(postOp(t.attr, t.exp.fsid), target));
+      return new m.Nfsv3ReadlinkResponse(
+        Nfs3Stat.OK,
+        new m.Nfsv3ReadlinkResOk(postOp(t.attr, t.exp.fsid), target),
+      );
     } catch (e) {
       const st = this.status(e, NfsProc.READLINK);
       return new m.Nfsv3ReadlinkResponse(st, undefined, new m.Nfsv3ReadlinkResFail(this.post(t, t?.attr)));
@@ -386,7 +405,11 @@ export class Nfs3Program {
       if (req.data.length < count) throw new NfsStatusError(Nfs3Stat.INVAL, 'short write data');
       const offset = offsetOf(req.offset);
       if (offset + count > Number.MAX_SAFE_INTEGER) throw new NfsStatusError(Nfs3Stat.FBIG);
-      if (req.stable !== StableHow.UNSTABLE && req.stable !== StableHow.DATA_SYNC && req.stable !== StableHow.FILE_SYNC) {
+      if (
+        req.stable !== StableHow.UNSTABLE &&
+        req.stable !== StableHow.DATA_SYNC &&
+        req.stable !== StableHow.FILE_SYNC
+      ) {
         throw new NfsStatusError(Nfs3Stat.INVAL, 'bad stable_how');
       }
       // The data is a view into the connection's receive buffer: the VFS gets its own copy.
@@ -396,7 +419,8 @@ export class Nfs3Program {
       try {
         n = count === 0 ? 0 : await t.exp.vfs.write(lease.fh, offset, data);
         lease.markDirty();
-        if (req.stable !== StableHow.UNSTABLE) await t.exp.vfs.fsync(lease.fh, req.stable === StableHow.DATA_SYNC);
+        if (req.stable !== StableHow.UNSTABLE)
+          await t.exp.vfs.fsync(lease.fh, req.stable === StableHow.DATA_SYNC);
       } finally {
         lease.release();
       }
@@ -506,7 +530,11 @@ export class Nfs3Program {
     if (mode === CreateMode.EXCLUSIVE) {
       // A retransmission of our own EXCLUSIVE create succeeds; anything else is EXIST.
       const sec = (ns: bigint): bigint => ns / 1_000_000_000n;
-      if (verf !== undefined && sec(existing.mtimeNs) === sec(verf.mtime) && sec(existing.atimeNs) === sec(verf.atime)) {
+      if (
+        verf !== undefined &&
+        sec(existing.mtimeNs) === sec(verf.mtime) &&
+        sec(existing.atimeNs) === sec(verf.atime)
+      ) {
         return existing;
       }
       throw new NfsStatusError(Nfs3Stat.EXIST);
@@ -535,7 +563,11 @@ export class Nfs3Program {
       const dirAfter = await this.after(t);
       return new m.Nfsv3MkdirResponse(
         Nfs3Stat.OK,
-        new m.Nfsv3MkdirResOk(new Nfsv3PostOpFh(true, this.fh(t.exp, obj)), postOp(obj, t.exp.fsid), this.wccOf(t, dirAfter)),
+        new m.Nfsv3MkdirResOk(
+          new Nfsv3PostOpFh(true, this.fh(t.exp, obj)),
+          postOp(obj, t.exp.fsid),
+          this.wccOf(t, dirAfter),
+        ),
       );
     } catch (e) {
       const st = this.status(e, NfsProc.MKDIR);
@@ -558,7 +590,11 @@ export class Nfs3Program {
       const dirAfter = await this.after(t);
       return new m.Nfsv3SymlinkResponse(
         Nfs3Stat.OK,
-        new m.Nfsv3SymlinkResOk(new Nfsv3PostOpFh(true, this.fh(t.exp, obj)), postOp(obj, t.exp.fsid), this.wccOf(t, dirAfter)),
+        new m.Nfsv3SymlinkResOk(
+          new Nfsv3PostOpFh(true, this.fh(t.exp, obj)),
+          postOp(obj, t.exp.fsid),
+          this.wccOf(t, dirAfter),
+        ),
       );
     } catch (e) {
       const st = this.status(e, NfsProc.SYMLINK);
@@ -574,8 +610,10 @@ export class Nfs3Program {
       t = await this.core.resolve(req.where.dir.data, caller, true);
       if (t.attr.type !== 'dir') throw new NfsStatusError(Nfs3Stat.NOTDIR);
       checkName(req.where.name, true);
-      if (req.what.type < 3 || req.what.type > 7 || req.what.type === 5) throw new NfsStatusError(Nfs3Stat.BADTYPE);
-      if ((await this.lookupOrUndefined(t, req.where.name)) !== undefined) throw new NfsStatusError(Nfs3Stat.EXIST);
+      if (req.what.type < 3 || req.what.type > 7 || req.what.type === 5)
+        throw new NfsStatusError(Nfs3Stat.BADTYPE);
+      if ((await this.lookupOrUndefined(t, req.where.name)) !== undefined)
+        throw new NfsStatusError(Nfs3Stat.EXIST);
       // Devices, sockets and FIFOs cannot be stored as objects.
       throw new NfsStatusError(Nfs3Stat.NOTSUPP);
     } catch (e) {
@@ -596,7 +634,8 @@ export class Nfs3Program {
       t = await this.core.resolve(req.object.dir.data, caller, true);
       if (t.attr.type !== 'dir') throw new NfsStatusError(Nfs3Stat.NOTDIR);
       const name = req.object.name;
-      if (name === '.' || name === '..') throw new NfsStatusError(dir && name === '..' ? Nfs3Stat.NOTEMPTY : Nfs3Stat.INVAL);
+      if (name === '.' || name === '..')
+        throw new NfsStatusError(dir && name === '..' ? Nfs3Stat.NOTEMPTY : Nfs3Stat.INVAL);
       checkName(name, false);
       if (dir) await t.exp.vfs.rmdir(t.cred, t.ino, name);
       else await t.exp.vfs.unlink(t.cred, t.ino, name);
@@ -721,7 +760,11 @@ export class Nfs3Program {
       }
       return new m.Nfsv3ReaddirResponse(
         Nfs3Stat.OK,
-        new m.Nfsv3ReaddirResOk(postOp(t.attr, t.exp.fsid), bigintToVerf(res.verifier), new Nfsv3DirList(eof, list)),
+        new m.Nfsv3ReaddirResOk(
+          postOp(t.attr, t.exp.fsid),
+          bigintToVerf(res.verifier),
+          new Nfsv3DirList(eof, list),
+        ),
       );
     } catch (e) {
       const st = this.status(e, NfsProc.READDIR);
@@ -729,7 +772,10 @@ export class Nfs3Program {
     }
   }
 
-  private async readdirplus(caller: Caller, req: m.Nfsv3ReaddirplusRequest): Promise<m.Nfsv3ReaddirplusResponse> {
+  private async readdirplus(
+    caller: Caller,
+    req: m.Nfsv3ReaddirplusRequest,
+  ): Promise<m.Nfsv3ReaddirplusResponse> {
     let t: Target | undefined;
     try {
       t = await this.core.resolve(req.dir.data, caller);
@@ -770,11 +816,19 @@ export class Nfs3Program {
       }
       return new m.Nfsv3ReaddirplusResponse(
         Nfs3Stat.OK,
-        new m.Nfsv3ReaddirplusResOk(postOp(t.attr, t.exp.fsid), bigintToVerf(res.verifier), new Nfsv3DirListPlus(eof, list)),
+        new m.Nfsv3ReaddirplusResOk(
+          postOp(t.attr, t.exp.fsid),
+          bigintToVerf(res.verifier),
+          new Nfsv3DirListPlus(eof, list),
+        ),
       );
     } catch (e) {
       const st = this.status(e, NfsProc.READDIRPLUS);
-      return new m.Nfsv3ReaddirplusResponse(st, undefined, new m.Nfsv3ReaddirplusResFail(this.post(t, t?.attr)));
+      return new m.Nfsv3ReaddirplusResponse(
+        st,
+        undefined,
+        new m.Nfsv3ReaddirplusResFail(this.post(t, t?.attr)),
+      );
     }
   }
 
@@ -859,11 +913,13 @@ export class Nfs3Program {
         if (handles.length === 0) await t.exp.vfs.commit(t.cred, t.ino);
       }
       const after = await this.after(t);
-      return new m.Nfsv3CommitResponse(Nfs3Stat.OK, new m.Nfsv3CommitResOk(this.wccOf(t, after), this.core.writeVerf));
+      return new m.Nfsv3CommitResponse(
+        Nfs3Stat.OK,
+        new m.Nfsv3CommitResOk(this.wccOf(t, after), this.core.writeVerf),
+      );
     } catch (e) {
       const st = this.status(e, NfsProc.COMMIT);
       return new m.Nfsv3CommitResponse(st, undefined, new m.Nfsv3CommitResFail(this.wccOf(t, t?.attr)));
     }
   }
 }
-

@@ -60,7 +60,18 @@ export class OpenFileCache {
     let e = this.entries.get(key);
     if (e === undefined || e.closing) {
       const fh = this.opener(vfs, cred, ino, mode);
-      e = { key, vfs, exportId, ino, mode, fh, leases: 0, lastUsed: Date.now(), dirty: false, closing: false };
+      e = {
+        key,
+        vfs,
+        exportId,
+        ino,
+        mode,
+        fh,
+        leases: 0,
+        lastUsed: Date.now(),
+        dirty: false,
+        closing: false,
+      };
       const entry = e;
       this.entries.set(key, entry);
       fh.catch(() => {

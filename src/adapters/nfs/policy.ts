@@ -60,7 +60,8 @@ export class AddressList {
       if (slash >= 0) {
         const bits = Number(e.slice(slash + 1));
         const max = family === 'ipv4' ? 32 : 128;
-        if (!Number.isInteger(bits) || bits < 0 || bits > max) throw new Error(`invalid prefix length in "${raw}"`);
+        if (!Number.isInteger(bits) || bits < 0 || bits > max)
+          throw new Error(`invalid prefix length in "${raw}"`);
         this.list.addSubnet(ip, bits, family);
       } else {
         this.list.addAddress(ip, family);

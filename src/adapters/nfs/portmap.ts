@@ -47,7 +47,10 @@ export class PortmapProgram {
   /** `localAddr`: the address the caller reached us on (for universal addresses). */
   call(w: ReplyWriter, xid: number, vers: number, proc: number, params: Reader, localAddr: string): Outcome {
     const xdr = new XdrDecoder(params);
-    const ok = (sizeHint: number, body: () => void): Outcome => ({ kind: 'reply', bytes: w.success(xid, sizeHint, body) });
+    const ok = (sizeHint: number, body: () => void): Outcome => ({
+      kind: 'reply',
+      bytes: w.success(xid, sizeHint, body),
+    });
     try {
       if (proc === 0) return ok(0, () => undefined);
       if (vers === 2) {
@@ -59,7 +62,9 @@ export class PortmapProgram {
           case 3: {
             // GETPORT
             const q = this.mapping(xdr, params);
-            const hit = this.maps().find((mp) => mp.prog === q.prog && mp.vers === q.vers && mp.prot === q.prot);
+            const hit = this.maps().find(
+              (mp) => mp.prog === q.prog && mp.vers === q.vers && mp.prot === q.prot,
+            );
             return ok(4, () => w.xdr.writeUnsignedInt(hit?.port ?? 0));
           }
           case 4: {
@@ -93,7 +98,9 @@ export class PortmapProgram {
           const netid = q.netid === '' ? (isIPv6(localAddr) ? 'tcp6' : 'tcp') : q.netid;
           let addr = '';
           if (netid === 'tcp' || netid === 'tcp6') {
-            const hit = this.maps().find((mp) => mp.prog === q.prog && mp.vers === q.vers && mp.prot === IPPROTO_TCP);
+            const hit = this.maps().find(
+              (mp) => mp.prog === q.prog && mp.vers === q.vers && mp.prot === IPPROTO_TCP,
+            );
             if (hit !== undefined) addr = universalAddress(localAddr, hit.port);
           }
           return ok(64 + addr.length, () => w.xdr.writeStr(addr));

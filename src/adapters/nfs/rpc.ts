@@ -23,11 +23,13 @@ export interface RpcCall {
 
 const decoder = new RpcMessageDecoder();
 
-export type DecodedRecord = { kind: 'call'; call: RpcCall } | { kind: 'reply' } | { kind: 'garbage'; xid?: number };
+export type DecodedRecord =
+  { kind: 'call'; call: RpcCall } | { kind: 'reply' } | { kind: 'garbage'; xid?: number };
 
 /** Decode one record; never throws. */
 export function decodeRecord(record: Uint8Array): DecodedRecord {
-  const xid = record.length >= 4 ? new DataView(record.buffer, record.byteOffset, 4).getUint32(0, false) : undefined;
+  const xid =
+    record.length >= 4 ? new DataView(record.buffer, record.byteOffset, 4).getUint32(0, false) : undefined;
   let msg;
   try {
     msg = decoder.decodeMessage(new Reader(record));

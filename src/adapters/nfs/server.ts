@@ -56,6 +56,8 @@ export interface NfsServerOptions {
   maxConnections?: number;
   /** Zero-copy READ replies (default true). */
   zeroCopyRead?: boolean;
+  /** Close a connection whose incomplete record gets no byte for this long (default 60 s). */
+  partialRecordTimeoutMs?: number;
 }
 
 const WRITE_HIGH_WATER = 8 * 1024 * 1024;
@@ -122,7 +124,9 @@ export class NfsServer {
     await this.core.openFiles.closeAll();
   }
 
-  private makeServer(handler: (conn: ConnInfo, rec: Uint8Array) => Promise<Reply | undefined | 'close'>): Server {
+  private makeServer(
+    handler: (conn: ConnInfo, rec: Uint8Array) => Promise<Reply | undefined | 'close'>,
+  ): Server {
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
       if (this.conns.size >= (this.opts.maxConnections ?? 512)) {
         this.log.warn('nfs: too many connections, refusing one', { client: socket.remoteAddress });
@@ -136,6 +140,7 @@ export class NfsServer {
           maxRecord: this.opts.maxRecord ?? DEFAULT_MAX_RECORD,
           maxInflight: this.opts.maxInflight ?? 32,
           writeHighWater: WRITE_HIGH_WATER,
+          partialRecordTimeoutMs: this.opts.partialRecordTimeoutMs ?? 60_000,
         },
         this.log,
         (c) => this.conns.delete(c),
@@ -169,17 +174,22 @@ export class NfsServer {
     const caller: Caller = { addr: conn.addr, port: conn.port, cred: c.cred };
     try {
       if (call.prog === PROG_NFS) {
-        if (call.vers !== NFS_VERSION) return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, { low: 3, high: 3 });
+        if (call.vers !== NFS_VERSION)
+          return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, { low: 3, high: 3 });
         if (call.proc > NFS_PROC_MAX) return w.acceptError(call.xid, AcceptStat.PROC_UNAVAIL);
         if (call.proc === NfsProc.NULL) return w.success(call.xid, 0);
         const req = this.nfs.decodeArgs(call.proc, call.params);
         if (req === undefined) return w.acceptError(call.xid, AcceptStat.GARBAGE_ARGS);
-        if (!NON_IDEMPOTENT_NFS_PROCS.has(call.proc)) return await this.nfs.call(caller, w, call.xid, call.proc, req);
+        if (!NON_IDEMPOTENT_NFS_PROCS.has(call.proc))
+          return await this.nfs.call(caller, w, call.xid, call.proc, req);
         return await this.withDrc(conn, call, () => this.nfs.call(caller, w, call.xid, call.proc, req));
       }
       if (call.prog === PROG_MOUNT) {
         if (call.vers !== MOUNT_VERSION) {
-          return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, { low: MOUNT_VERSION, high: MOUNT_VERSION });
+          return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, {
+            low: MOUNT_VERSION,
+            high: MOUNT_VERSION,
+          });
         }
         if (call.proc > MOUNT_PROC_MAX) return w.acceptError(call.xid, AcceptStat.PROC_UNAVAIL);
         const req = this.mount.decodeArgs(call.proc, call.params);
@@ -192,12 +202,20 @@ export class NfsServer {
         this.log.info('nfs: call rejected', { client: `${conn.addr}:${conn.port}`, reason: e.message });
         return w.authError(call.xid, e.authStat);
       }
-      this.log.error('nfs: call failed', { prog: call.prog, proc: call.proc, error: e instanceof Error ? e : String(e) });
+      this.log.error('nfs: call failed', {
+        prog: call.prog,
+        proc: call.proc,
+        error: e instanceof Error ? e : String(e),
+      });
       return w.acceptError(call.xid, AcceptStat.SYSTEM_ERR);
     }
   }
 
-  private async withDrc(conn: ConnInfo, call: RpcCall, run: () => Promise<Reply>): Promise<Reply | undefined> {
+  private async withDrc(
+    conn: ConnInfo,
+    call: RpcCall,
+    run: () => Promise<Reply>,
+  ): Promise<Reply | undefined> {
     const key = {
       addr: conn.addr,
       xid: call.xid,
@@ -233,7 +251,8 @@ export class NfsServer {
     const c = this.credOf(call);
     if ('reject' in c) return w.authError(call.xid, c.reject);
     if (call.prog !== PROG_PORTMAP) return w.acceptError(call.xid, AcceptStat.PROG_UNAVAIL);
-    if (!PortmapProgram.supports(call.vers)) return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, { low: 2, high: 4 });
+    if (!PortmapProgram.supports(call.vers))
+      return w.acceptError(call.xid, AcceptStat.PROG_MISMATCH, { low: 2, high: 4 });
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? conn.localAddr : this.opts.host;
     const out = this.portmap.call(w, call.xid, call.vers, call.proc, call.params, host);
     if (out.kind === 'reply') return out.bytes;
