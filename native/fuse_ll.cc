@@ -28,6 +28,8 @@
 //   calling libfuse, the kernel or JavaScript, and no other lock is taken while holding it.
 //   Fields written once before the threads start (se, ch, wake_fd, mountpoint) are read-only
 //   afterwards. Fields marked "JS thread only" need no lock.
+//   g_live_mu guards the list of mounted sessions (for the exit handler); it is a leaf lock,
+//   never held together with a Core::mu.
 //
 // LIFECYCLE (states: kIdle -> kMounting -> kRunning -> kLoopEnded -> kFinalized)
 //   The loop ends when the kernel ends the connection (external umount/fusermount -u: read()
@@ -39,6 +41,8 @@
 //   so Node can exit. fuse_session_destroy is never called with requests pending: a later
 //   fuse_reply_* would touch freed libfuse memory. Replies sent after the loop ended still reach
 //   the kernel (the fd stays open until finalization) or fail harmlessly once it is gone.
+//   If the process exits while mounted (process.exit, uncaught exception), an atexit handler
+//   lazily detaches the mount points so they are not left stale.
 // ---------------------------------------------------------------------------------------------
 
 #include <fuse_lowlevel.h>
@@ -55,6 +59,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <condition_variable>
@@ -185,6 +191,12 @@ std::string ErrnoText(int err) {
   const char* name = strerrorname_np(err);
   return std::string(strerror(err)) + " (" + (name ? name : std::to_string(err)) + ")";
 }
+
+// Mounted sessions, for the exit handler. g_exiting tells the loop threads that the process is
+// going away: they must no longer touch the TSFN (Node is tearing it down).
+std::mutex g_live_mu;  // leaf lock: never held with Core::mu_
+std::vector<Core*> g_live;
+std::atomic<bool> g_exiting{false};
 
 // ---- the session core -----------------------------------------------------------------------
 
@@ -715,6 +727,10 @@ bool Core::DoMount(const std::string& path, const std::vector<std::string>& opts
     return e->Set(err, "mounting FUSE on " + mp + " failed: " + ErrnoText(err) +
                            " (libfuse printed details on stderr)");
   }
+  // libfuse 2.9 opens /dev/fuse without O_CLOEXEC. A child process that inherited it would
+  // keep the connection alive after we close ours, so an aborted session would hang its users
+  // instead of failing them. (Children forked between the open and this line still inherit it.)
+  fcntl(fuse_chan_fd(ch), F_SETFD, FD_CLOEXEC);
   fuse_session* se = fuse_lowlevel_new(&args, &kOps, sizeof kOps, this);
   fuse_opt_free_args(&args);
   if (!se) {
@@ -737,6 +753,10 @@ bool Core::DoMount(const std::string& path, const std::vector<std::string>& opts
     std::lock_guard<std::mutex> lk(mu_);
     state_ = State::kRunning;
   }
+  {
+    std::lock_guard<std::mutex> lk(g_live_mu);
+    g_live.push_back(this);
+  }
   loop_thread_ = std::thread(&Core::LoopMain, this);
   worker_thread_ = std::thread(&Core::WorkerMain, this);
   return true;
@@ -757,7 +777,7 @@ void Core::AbortMount() {
 // ---- loop thread ----------------------------------------------------------------------------
 
 void Core::Post(Event* ev) {
-  if (tsfn_.NonBlockingCall(ev) != napi_ok) delete ev;  // only while Node is shutting down
+  if (g_exiting || tsfn_.NonBlockingCall(ev) != napi_ok) delete ev;  // Node is shutting down
 }
 
 void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
@@ -772,7 +792,7 @@ void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
   r->id = id;
   auto* ev = new Event{Event::Kind::kRequest};
   ev->req = std::move(r);
-  if (tsfn_.NonBlockingCall(ev) != napi_ok) {
+  if (g_exiting || tsfn_.NonBlockingCall(ev) != napi_ok) {
     delete ev;
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -817,6 +837,7 @@ void Core::LoopMain() {
     fuse_session_process_buf(se_, &fbuf, tmpch);
   }
   fuse_session_exit(se_);
+  if (g_exiting) return;  // the exit handler detached the mount; Node is going away
 
   // Is the kernel connection still up (POLLERR once unmounted or aborted)?
   pollfd probe = {fd, 0, 0};
@@ -939,6 +960,10 @@ void Core::MaybeFinalize() {
   cv_.notify_one();
   // Every job queued before kStop has run (notifications fail fast once the loop has ended).
   if (worker_thread_.joinable()) worker_thread_.join();
+  {
+    std::lock_guard<std::mutex> lk(g_live_mu);
+    g_live.erase(std::remove(g_live.begin(), g_live.end(), this), g_live.end());
+  }
   if (se_) fuse_session_destroy(se_);  // destroys the channel: closes /dev/fuse
   se_ = nullptr;
   ch_ = nullptr;
@@ -960,7 +985,21 @@ void Core::MaybeFinalize() {
   }
 }
 
-// Node is tearing the environment down (process exit) with the file system still mounted:
+// exit() with file systems still mounted (process.exit(), an uncaught exception): detach them,
+// so that the mount points are not left stale ("Transport endpoint is not connected") once the
+// kernel sees /dev/fuse close. Threads are left alone: the process is ending. (SIGKILL, or a
+// signal without a handler, bypasses this: the daemon handles SIGTERM/SIGINT by unmounting.)
+void AtExit() {
+  g_exiting = true;
+  std::lock_guard<std::mutex> lk(g_live_mu);
+  for (Core* core : g_live) {
+    pollfd probe = {fuse_chan_fd(core->ch_), 0, 0};
+    const bool alive = !(poll(&probe, 1, 0) == 1 && (probe.revents & POLLERR));
+    if (alive) LazyUnmount(core->mountpoint_);
+  }
+}
+
+// Node is tearing the environment down (a worker thread ending) with the file system mounted:
 // detach the mount point so it is not left stale, stop the loop, and leave the rest (pending
 // requests can no longer be answered; the kernel aborts them when /dev/fuse closes at exit).
 void Core::EnvCleanup(void* arg) {
@@ -1676,6 +1715,8 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
 };
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] { atexit(AtExit); });
   exports.Set("FuseSession", FuseSession::Init(env));
   exports.Set("libfuseVersion", Napi::Number::New(env, fuse_version()));
   return exports;
