@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import * as mm from '@jsonjoy.com/json-pack/lib/nfs/v3/mount/messages.js';
+import { Nfsv3Decoder } from '@jsonjoy.com/json-pack/lib/nfs/v3/Nfsv3Decoder.js';
 import {
   Nfsv3CreateHow,
   Nfsv3MknodData,
@@ -15,6 +16,7 @@ import {
   MountStat,
   Nfs3Stat,
   NfsProc,
+  PROG_NFS,
   StableHow,
 } from '../../src/adapters/nfs/constants.js';
 import { FakeVfs } from '../helpers/nfs-fake-vfs.js';
@@ -441,6 +443,27 @@ describe('NFSv3 procedures', () => {
     expect(notDir.status).toBe(Nfs3Stat.NOTDIR);
   });
 
+  it('refuses to create names that are not valid UTF-8', async () => {
+    const r = await c.call(PROG_NFS, 3, NfsProc.CREATE, (w) => {
+      w.xdr.writeVarlenOpaque(root);
+      w.xdr.writeVarlenOpaque(Uint8Array.from([0x66, 0xff, 0xfe, 0x67]));
+      for (let i = 0; i < 7; i++) w.xdr.writeUnsignedInt(0); // UNCHECKED, empty sattr3
+    });
+    const res = new Nfsv3Decoder().decodeMessage(r.body, NfsProc.CREATE, false) as m.Nfsv3CreateResponse;
+    expect(res.status).toBe(Nfs3Stat.INVAL);
+    expect(res.resfail!.dirWcc.before.attributesFollow).toBe(true);
+    const lk = await c.call(PROG_NFS, 3, NfsProc.LOOKUP, (w) => {
+      w.xdr.writeVarlenOpaque(root);
+      w.xdr.writeVarlenOpaque(Uint8Array.from([0xc3, 0x28]));
+    });
+    expect(
+      (new Nfsv3Decoder().decodeMessage(lk.body, NfsProc.LOOKUP, false) as m.Nfsv3LookupResponse).status,
+    ).toBe(Nfs3Stat.INVAL);
+    // Valid multi-byte names are fine.
+    expect((await create(root, 'café-名前-😀', unchecked())).status).toBe(0);
+    expect((await lookup(root, 'café-名前-😀')).status).toBe(0);
+  });
+
   it('file handles: forged → BADHANDLE, oversized → BADHANDLE, deleted → STALE', async () => {
     vfs.putFile(1, 'h.txt', 'x');
     const h = await handleOf(root, 'h.txt');
@@ -454,5 +477,28 @@ describe('NFSv3 procedures', () => {
     expect((await get(Uint8Array.from(h.subarray(0, 40)))).status).toBe(Nfs3Stat.BADHANDLE);
     await c.nfs(NfsProc.REMOVE, new m.Nfsv3RemoveRequest(dirop(root, 'h.txt')));
     expect((await get(h)).status).toBe(Nfs3Stat.STALE);
+  });
+});
+
+describe('shutdown', () => {
+  it('stop() closes connections and releases cached VFS handles', async () => {
+    const v = new FakeVfs();
+    const r = await startNfs([testExport('s', v)]);
+    const cl = await r.client();
+    const rt = (await cl.mnt('/s')).fh!;
+    const cr = await cl.nfs<m.Nfsv3CreateResponse>(
+      NfsProc.CREATE,
+      new m.Nfsv3CreateRequest(dirop(rt, 'f'), unchecked()),
+    );
+    await cl.nfs(
+      NfsProc.WRITE,
+      new m.Nfsv3WriteRequest(fh(cr.resok!.obj.handle!.data), 0n, 2, StableHow.UNSTABLE, Buffer.from('hi')),
+    );
+    await cl.nfs(NfsProc.READ, new m.Nfsv3ReadRequest(fh(cr.resok!.obj.handle!.data), 0n, 2));
+    expect(v.handles.size).toBeGreaterThan(0);
+    await r.srv.stop();
+    expect(v.handles.size).toBe(0);
+    await cl.closed;
+    expect(cl.isClosed).toBe(true);
   });
 });

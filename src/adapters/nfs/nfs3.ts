@@ -8,6 +8,7 @@
  */
 import type { Reader } from '@jsonjoy.com/buffers/lib/Reader.js';
 import { Nfsv3Decoder } from '@jsonjoy.com/json-pack/lib/nfs/v3/Nfsv3Decoder.js';
+import type { XdrDecoder } from '@jsonjoy.com/json-pack/lib/xdr/XdrDecoder.js';
 import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import {
   Nfsv3DirList,
@@ -60,6 +61,8 @@ const READDIR_FIXED = 4 + POST_OP_BYTES + 8 + 4 + 4;
 const MAX_DIR_ENTRIES = 1024;
 const MAX_SYMLINK = 4096;
 const MAX_FILE_SIZE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Announced by FSINFO: the largest S3 object (the VFS refuses writes past it with EFBIG). */
+const MAX_OBJECT_SIZE = 5n * 1024n ** 4n;
 const EMPTY = new Uint8Array(0);
 
 function pad4(n: number): number {
@@ -97,8 +100,32 @@ function offsetOf(off: bigint): number {
   return Number(off);
 }
 
+/** Stands for a name that is not valid UTF-8: its NUL makes checkName() answer NFS3ERR_INVAL. */
+const INVALID_NAME = '\u0000<invalid utf-8>';
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * json-pack decodes file names leniently (invalid bytes become other characters), which would
+ * silently create or find a different name: decode them strictly instead. The method is private
+ * in the .d.ts, so the instance gets its own.
+ */
+function strictNames(dec: Nfsv3Decoder): Nfsv3Decoder {
+  const self = dec as unknown as { xdr: XdrDecoder };
+  Object.defineProperty(dec, 'readFilename', {
+    value: (): string => {
+      const bytes = self.xdr.readVarlenOpaque();
+      try {
+        return strictUtf8.decode(bytes);
+      } catch {
+        return INVALID_NAME;
+      }
+    },
+  });
+  return dec;
+}
+
 export class Nfs3Program {
-  private readonly decoder = new Nfsv3Decoder();
+  private readonly decoder = strictNames(new Nfsv3Decoder());
   private readonly core: NfsCore;
   private readonly zeroCopyRead: boolean;
 
@@ -584,7 +611,7 @@ export class Nfs3Program {
       if (t.attr.type !== 'dir') throw new NfsStatusError(Nfs3Stat.NOTDIR);
       checkName(req.where.name, true);
       const target = req.symlinkData;
-      if (target.length === 0) throw new NfsStatusError(Nfs3Stat.INVAL);
+      if (target.length === 0 || target.includes('\0')) throw new NfsStatusError(Nfs3Stat.INVAL);
       if (Buffer.byteLength(target, 'utf8') > MAX_SYMLINK) throw new NfsStatusError(Nfs3Stat.NAMETOOLONG);
       const obj = await t.exp.vfs.symlink(t.cred, t.ino, req.where.name, target);
       const dirAfter = await this.after(t);
@@ -874,7 +901,7 @@ export class Nfs3Program {
           MAX_IO, // wtpref
           4096, // wtmult
           64 * 1024, // dtpref
-          MAX_FILE_SIZE,
+          MAX_OBJECT_SIZE,
           { seconds: 0, nseconds: 1 },
           Fsf3.SYMLINK | Fsf3.HOMOGENEOUS | Fsf3.CANSETTIME,
         ),
