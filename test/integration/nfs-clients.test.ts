@@ -3,10 +3,10 @@
  * real VFS (SQLite metadata, disk cache, in-memory object store).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import { O_CREAT, O_EXCL, O_RDWR, ROOT_CRED } from '../../src/core/types.js';
 import { MountStat, Nfs3Stat, NfsProc } from '../../src/adapters/nfs/constants.js';
@@ -19,6 +19,7 @@ let tmp: string;
 let t: TestVfs;
 let squashVfs: TestVfs;
 let roVfs: TestVfs;
+let elsewhere: TestVfs;
 let srv: Running;
 
 const dirs = { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o777 };
@@ -32,12 +33,13 @@ async function putFile(v: TestVfs, parentIno: number, name: string, data: Buffer
 }
 
 beforeAll(async () => {
-  [client, tmp, t, squashVfs, roVfs] = await Promise.all([
+  [client, tmp, t, squashVfs, roVfs, elsewhere] = await Promise.all([
     buildNfsClient(),
     mkdtemp(join(tmpdir(), 'bg-nfs-it-')),
     createTestVfs({ defaults: dirs }),
     createTestVfs({ defaults: dirs }),
     createTestVfs({ defaults: dirs }),
+    createTestVfs(),
   ]);
   await putFile(roVfs, 1, 'readme.txt', Buffer.from('read only\n'));
   srv = await startNfs(
@@ -45,12 +47,7 @@ beforeAll(async () => {
       testExport('share', t.vfs, { squash: 'none' }, 1),
       testExport('squashed', squashVfs.vfs, { squash: 'root_squash' }, 2),
       testExport('ro', roVfs.vfs, { readOnly: true }, 3),
-      testExport(
-        'elsewhere',
-        (await createTestVfs()).vfs,
-        { clients: ['10.20.0.0/16'], roClients: ['192.168.77.1'] },
-        4,
-      ),
+      testExport('elsewhere', elsewhere.vfs, { clients: ['10.20.0.0/16'], roClients: ['192.168.77.1'] }, 4),
     ],
     { handleIdleMs: 300 },
   ); // cached VFS handles are released (and uploads start) sooner than the default 5 s
@@ -58,7 +55,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await srv?.stop();
-  await Promise.all([t, squashVfs, roVfs].map((v) => v?.close({ remove: true })));
+  await Promise.all([t, squashVfs, roVfs, elsewhere].map((v) => v?.close({ remove: true })));
+  await rm(tmp, { recursive: true, force: true });
+  if (client) await rm(dirname(client), { recursive: true, force: true });
 });
 
 describe('libnfs-utils (nfs-ls, nfs-cat, nfs-cp)', () => {

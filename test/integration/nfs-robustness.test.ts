@@ -6,6 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import { O_CREAT, O_EXCL, O_RDWR, ROOT_CRED } from '../../src/core/types.js';
@@ -51,6 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv?.stop();
   await t?.close({ remove: true });
+  if (client) await rm(dirname(client), { recursive: true, force: true });
 });
 
 describe('malformed input while a real client keeps working', () => {
