@@ -251,7 +251,7 @@ class Core {
   // Loop thread writes these before posting kEnded; the JS thread reads them after.
   std::string end_reason_;
   int end_err_ = 0;
-  bool unmount_requested_ = false;  // set by the worker before waking the loop (eventfd orders it)
+  std::atomic<bool> unmount_requested_{false};  // set before waking the loop through wake_fd_
 
   // JS thread only.
   Tsfn tsfn_;
