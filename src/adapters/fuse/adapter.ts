@@ -83,7 +83,7 @@ export interface FuseAdapterEvents {
   unmounted: [UnmountInfo];
 }
 
-/** The mount options the adapter passes to libfuse (exported for tests and diagnostics). */
+/** Largest FUSE write/read: libfuse 2.9's receive buffer is 132 KiB, so 128 KiB is its ceiling. */
 export const FUSE_MAX_WRITE = 131072;
 
 /** st_blksize reported for files: applications then read and write in max_write-sized chunks. */
@@ -114,6 +114,7 @@ interface DirHandle {
   ahead?: { offset: bigint; entries: NativeDirent[]; eof: boolean };
 }
 
+/** The `-o` options the adapter passes to libfuse, one per element. */
 export function buildMountOptions(o: FuseAdapterOptions): string[] {
   const opts = [
     `fsname=${escapeFuseOption(`bucketgate:${o.fsName}`)}`,
