@@ -263,11 +263,6 @@ export class CoreVfs implements Vfs {
     return () => this.listeners.delete(listener);
   }
 
-  private touchDir(ino: Ino): void {
-    const t = nowNs();
-    this.meta.updateNode(ino, { mtimeNs: t, ctimeNs: t });
-  }
-
   // ---------------------------------------------------------------- lookup / attributes
 
   async lookup(cred: Cred, parent: Ino, name: string): Promise<Attr> {
@@ -448,7 +443,6 @@ export class CoreVfs implements Vfs {
         hasMarker: true,
       });
       this.meta.setDirState(created.ino, { complete: true, listedAtMs: Date.now() });
-      this.touchDir(parent);
       return created;
     });
     return this.toAttr(n);
@@ -497,7 +491,6 @@ export class CoreVfs implements Vfs {
     this.meta.transaction(() => {
       this.meta.removeEdge(parent, name);
       this.meta.deleteNode(n.ino);
-      this.touchDir(parent);
     });
   }
 
@@ -563,7 +556,6 @@ export class CoreVfs implements Vfs {
     const gid = (d.mode & 0o2000) !== 0 ? d.gid : cred.gid;
     const n = this.meta.transaction(() => {
       const created = this.meta.createChild(parent, name, this.fresh('file', mode, cred.uid, gid, t));
-      this.touchDir(parent);
       return created;
     });
     this.cache.ensure(n.ino, 0);
@@ -700,7 +692,6 @@ export class CoreVfs implements Vfs {
       this.meta.removeUpload(n.ino);
       if (!stillOpen) this.meta.deleteNode(n.ino);
       else this.meta.updateNode(n.ino, { remoteKey: null, etag: null, state: 'clean' });
-      this.touchDir(parent);
     });
     if (!stillOpen) await this.cache.drop(n.ino);
   }
@@ -736,7 +727,6 @@ export class CoreVfs implements Vfs {
         remoteSize: body.length,
         state: 'clean',
       });
-      this.touchDir(parent);
       return created;
     });
     return this.toAttr(n);
@@ -872,8 +862,6 @@ export class CoreVfs implements Vfs {
       this.meta.moveEdge(parent, name, newParent, newName);
       const meta = src.state === 'meta' ? { state: 'clean' as const } : {};
       this.meta.updateNode(src.ino, { ...remote, ctimeNs: nowNs(), ...meta });
-      this.touchDir(parent);
-      if (newParent !== parent) this.touchDir(newParent);
     });
     this.uploader.touch(src.ino);
     if (dst && !dstOpen) await this.cache.drop(dst.ino);
@@ -928,8 +916,6 @@ export class CoreVfs implements Vfs {
         }
         this.meta.moveEdge(parent, name, newParent, newName);
         this.meta.updateNode(src.ino, { ctimeNs: nowNs() });
-        this.touchDir(parent);
-        if (newParent !== parent) this.touchDir(newParent);
         // Dirty files below upload to their new keys.
         for (const d of this.meta.descendants(src.ino)) {
           if (d.node.state !== 'clean') this.meta.enqueueUpload(d.node.ino, Date.now());
