@@ -693,6 +693,11 @@ export class Nfs3Program {
         checkName(n, false);
       }
       await from.exp.vfs.rename(from.cred, from.ino, req.from.name, to.ino, req.to.name);
+      if (from.ino !== to.ino) {
+        // Keep the parent map right for LOOKUP ".." of a moved directory.
+        const moved = await from.exp.vfs.lookup(to.cred, to.ino, req.to.name).catch(() => undefined);
+        if (moved !== undefined) this.core.noteParent(to.exp, moved, to.ino);
+      }
       const fromAfter = await this.after(from);
       const toAfter = from.ino === to.ino ? fromAfter : await this.after(to);
       return new m.Nfsv3RenameResponse(
@@ -934,10 +939,14 @@ export class Nfs3Program {
       if (t.attr.type === 'dir') throw new NfsStatusError(Nfs3Stat.ISDIR);
       if (t.attr.type !== 'file') throw new NfsStatusError(Nfs3Stat.INVAL);
       if (!t.readOnly) {
-        // Through the handles the WRITEs used when they are still open, else the inode itself.
-        const handles = await this.core.openFiles.writeHandles(t.exp.exportId, t.ino);
-        for (const h of handles) await h.vfs.fsync(h.fh, false);
-        if (handles.length === 0) await t.exp.vfs.commit(t.cred, t.ino);
+        // Through the handles the WRITEs used while they are still open, else the inode itself.
+        const leases = await this.core.openFiles.leaseDirtyWriters(t.exp.exportId, t.ino);
+        try {
+          for (const h of leases) await h.vfs.fsync(h.fh, false);
+        } finally {
+          for (const h of leases) h.release();
+        }
+        if (leases.length === 0) await t.exp.vfs.commit(t.cred, t.ino);
       }
       const after = await this.after(t);
       return new m.Nfsv3CommitResponse(

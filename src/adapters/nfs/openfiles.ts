@@ -40,9 +40,11 @@ export class OpenFileCache {
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private readonly opener: Opener;
+  private readonly maxEntries: number;
 
-  constructor(opts: { idleMs?: number; log: Logger; opener: Opener }) {
+  constructor(opts: { idleMs?: number; log: Logger; opener: Opener; maxEntries?: number }) {
     this.idleMs = opts.idleMs ?? 5000;
+    this.maxEntries = opts.maxEntries ?? 4096;
     this.log = opts.log;
     this.opener = opts.opener;
   }
@@ -59,6 +61,7 @@ export class OpenFileCache {
     const key = OpenFileCache.key(exportId, ino, mode, cred);
     let e = this.entries.get(key);
     if (e === undefined || e.closing) {
+      if (this.entries.size >= this.maxEntries) this.shed();
       const fh = this.opener(vfs, cred, ino, mode);
       e = {
         key,
@@ -125,24 +128,49 @@ export class OpenFileCache {
     this.arm();
   }
 
-  /** Open write handles of an inode (any credentials), for COMMIT. */
-  async writeHandles(exportId: number, ino: Ino): Promise<Array<{ vfs: Vfs; fh: Fh }>> {
-    const out: Array<{ vfs: Vfs; fh: Fh }> = [];
-    for (const e of this.entries.values()) {
+  /**
+   * For COMMIT: lease the write handles of an inode (any credentials) that wrote since the last
+   * COMMIT, clearing their dirty mark (a write finishing meanwhile marks its handle again).
+   */
+  async leaseDirtyWriters(exportId: number, ino: Ino): Promise<Array<{ vfs: Vfs; fh: Fh; release(): void }>> {
+    const leases: Array<{ vfs: Vfs; fh: Fh; release(): void }> = [];
+    for (const e of [...this.entries.values()]) {
       if (e.exportId !== exportId || e.ino !== ino || e.mode !== 'w' || e.closing) continue;
+      if (!e.dirty) continue;
+      e.dirty = false;
+      e.leases++;
+      let fh: Fh;
       try {
-        out.push({ vfs: e.vfs, fh: await e.fh });
+        fh = await e.fh;
       } catch {
-        // open failed: nothing to commit through it
+        e.leases--;
+        continue;
       }
+      const entry = e;
+      leases.push({
+        vfs: e.vfs,
+        fh,
+        release: () => {
+          entry.leases--;
+          entry.lastUsed = Date.now();
+        },
+      });
     }
-    return out;
+    return leases;
   }
 
   private arm(): void {
     if (this.timer !== undefined || this.entries.size === 0) return;
     this.timer = setInterval(() => this.sweep(), Math.max(250, Math.min(1000, this.idleMs / 2)));
     this.timer.unref();
+  }
+
+  /** Over the cap: release the least recently used handles that no call is using. */
+  private shed(): void {
+    const idle = [...this.entries.values()]
+      .filter((e) => e.leases === 0 && !e.closing)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const e of idle.slice(0, Math.max(1, Math.floor(this.maxEntries / 8)))) void this.closeEntry(e);
   }
 
   private sweep(): void {
