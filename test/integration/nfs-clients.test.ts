@@ -11,6 +11,7 @@ import * as m from '@jsonjoy.com/json-pack/lib/nfs/v3/messages.js';
 import { O_CREAT, O_EXCL, O_RDWR, ROOT_CRED } from '../../src/core/types.js';
 import { MountStat, Nfs3Stat, NfsProc } from '../../src/adapters/nfs/constants.js';
 import { createTestVfs, type TestVfs } from '../helpers/vfs-fixture.js';
+import type { ExportConfig } from '../../src/adapters/nfs/index.js';
 import { dirop, fh, startNfs, testExport, type Running } from '../helpers/nfs-fixture.js';
 import { buildNfsClient, run, startClient } from '../helpers/nfs-real-clients.js';
 
@@ -30,6 +31,14 @@ async function putFile(v: TestVfs, parentIno: number, name: string, data: Buffer
     await v.vfs.write(h, off, data.subarray(off, off + 4 * 1024 * 1024));
   await v.vfs.release(h);
   return attr.ino;
+}
+
+/** An export keyed like the daemon does it: secret and generation from the metadata database. */
+function dbExport(name: string, v: TestVfs): ExportConfig {
+  const secret = v.meta.getMeta('secret');
+  const dbGeneration = v.meta.getMeta('db_generation');
+  if (secret === undefined || dbGeneration === undefined) throw new Error('metadata database without secret');
+  return { ...testExport(name, v.vfs), secret, dbGeneration };
 }
 
 beforeAll(async () => {
@@ -219,7 +228,7 @@ describe('restart', () => {
   it('a client keeps using its file handle across a daemon restart (same database)', async () => {
     const v = await createTestVfs({ defaults: dirs });
     await putFile(v, 1, 'keep.txt', Buffer.from('persistent-0123456789'));
-    let s = await startNfs([testExport('keep', v.vfs)]);
+    let s = await startNfs([dbExport('keep', v)]);
     const port = s.port;
     const holder = startClient(client, [s.url('/keep'), 'hold', '/keep.txt']);
     expect(await holder.waitFor('before=')).toBe('before=persistent-01234');
@@ -234,7 +243,7 @@ describe('restart', () => {
     await v.close();
     // Same cache directory (SQLite ids) and same port: a restarted daemon.
     const v2 = await createTestVfs({ dir: v.dir, defaults: dirs });
-    s = await startNfs([testExport('keep', v2.vfs)], { port });
+    s = await startNfs([dbExport('keep', v2)], { port });
     try {
       holder.child.stdin.write('\n');
       const done = await holder.done;
@@ -249,11 +258,9 @@ describe('restart', () => {
       await s.stop();
       await v2.close({ remove: true });
     }
-    // A recreated metadata database (new db generation) makes old handles stale.
+    // A recreated metadata database (new generation and secret) makes old handles stale.
     const v3 = await createTestVfs({ defaults: dirs });
-    const s3 = await startNfs([
-      { ...testExport('keep', v3.vfs), dbGeneration: Buffer.from('db-generation-2') },
-    ]);
+    const s3 = await startNfs([dbExport('keep', v3)]);
     try {
       const rpc3 = await s3.client();
       const ga = await rpc3.nfs<m.Nfsv3GetattrResponse>(

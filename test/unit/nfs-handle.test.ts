@@ -43,7 +43,11 @@ describe('NFS file handles', () => {
     for (let i = 4; i < h.length; i++) {
       const f = Buffer.from(h);
       f[i]! ^= 0x01;
-      expect(checkHandle(f, key, digest)).toEqual({ ok: false, why: 'badhandle' });
+      // Bytes 8..15 name the database incarnation: another one is stale (its inodes are gone).
+      expect(checkHandle(f, key, digest)).toEqual({
+        ok: false,
+        why: i >= 8 && i < 16 ? 'stale' : 'badhandle',
+      });
     }
     // Same secret, other export: the export id is covered by the MAC.
     const other = { ...key, exportId: 8 };
@@ -58,8 +62,13 @@ describe('NFS file handles', () => {
     });
   });
 
-  it('a valid handle from a recreated metadata database is stale', () => {
+  it('a handle from a recreated metadata database (new generation and secret) is stale', () => {
     const h = encodeHandle(key, 42, 3);
     expect(checkHandle(h, key, dbGenerationDigest(Buffer.from('db-2')))).toEqual({ ok: false, why: 'stale' });
+    const recreated = { ...key, dbGeneration: Buffer.from('db-2'), secret: Buffer.alloc(32, 9) };
+    expect(checkHandle(h, recreated, dbGenerationDigest(recreated.dbGeneration))).toEqual({
+      ok: false,
+      why: 'stale',
+    });
   });
 });

@@ -93,14 +93,15 @@ export type HandleCheck =
   { ok: true; ino: number; generation: number } | { ok: false; why: 'badhandle' | 'stale' };
 
 /**
- * Check a handle against one export's key: wrong shape, wrong export or a bad MAC → badhandle;
- * a valid handle from another incarnation of the metadata database → stale. The inode generation
- * is checked by the caller against the VFS.
+ * Check a handle against one export's key: wrong shape or wrong export → badhandle. A handle minted
+ * for another incarnation of the metadata database (other generation digest) → stale: its MAC was
+ * made with that database's secret and cannot be checked, and the inodes it names are gone. For the
+ * current database, a bad MAC → badhandle. The inode generation is checked by the caller.
  */
 export function checkHandle(data: Uint8Array, key: HandleKey, dbDigest: Buffer): HandleCheck {
   const f = parseHandle(data);
   if (f === undefined || f.exportId !== key.exportId >>> 0) return { ok: false, why: 'badhandle' };
-  if (!verifyHandleMac(data, key.secret)) return { ok: false, why: 'badhandle' };
   if (!f.dbDigest.equals(dbDigest)) return { ok: false, why: 'stale' };
+  if (!verifyHandleMac(data, key.secret)) return { ok: false, why: 'badhandle' };
   return { ok: true, ino: f.ino, generation: f.generation };
 }
