@@ -410,6 +410,15 @@ describe('export policy', () => {
       w.nfs.writeMessage(new m.Nfsv3GetattrRequest(fh(h)), NfsProc.GETATTR, true),
     );
     expect(r).toMatchObject({ accepted: false, rejectStat: 1, authStat: AuthStat.AUTH_TOOWEAK });
+    // From a privileged port (the tests run as root where binding one is allowed).
+    let priv: RpcTestClient | undefined;
+    for (let port = 600 + Math.floor(Math.random() * 300); port < 1024 && priv === undefined; port++) {
+      priv = await run.client(port).catch(() => undefined);
+    }
+    if (priv === undefined) return; // cannot bind a privileged port here
+    expect((await priv.mnt('/secure')).status).toBe(MountStat.OK);
+    const ok = await priv.nfs<m.Nfsv3GetattrResponse>(NfsProc.GETATTR, new m.Nfsv3GetattrRequest(fh(h)));
+    expect(ok.status).toBe(Nfs3Stat.OK);
   });
 
   it('handles do not cross exports', async () => {

@@ -16,7 +16,7 @@ import {
 } from '../../core/types.js';
 import type { Fh, Vfs } from '../../vfs/types.js';
 import type { Logger } from '../../log/index.js';
-import { Nfs3Stat, NFS3_FHSIZE } from './constants.js';
+import { AuthStat, Nfs3Stat, NFS3_FHSIZE } from './constants.js';
 import { NfsStatusError } from './errors.js';
 import { checkHandle, dbGenerationDigest, encodeHandle, parseHandle, type HandleKey } from './handle.js';
 import { OpenFileCache, type OpenMode } from './openfiles.js';
@@ -131,7 +131,7 @@ export class NfsCore {
   /** Policy gate of one export for one caller: credentials mapped, or a rejection. */
   admit(exp: Export, caller: Caller): { cred: Cred; access: ClientAccess } {
     if (!exp.policy.portOk(caller.port)) {
-      throw new AuthReject(5 /* AUTH_TOOWEAK */, `source port ${caller.port} is not privileged`);
+      throw new AuthReject(AuthStat.AUTH_TOOWEAK, `source port ${caller.port} is not privileged`);
     }
     const access = exp.policy.access(caller.addr);
     if (access === 'none') throw new NfsStatusError(Nfs3Stat.ACCES, `client ${caller.addr} not allowed`);
