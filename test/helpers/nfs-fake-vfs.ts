@@ -81,6 +81,8 @@ export class FakeVfs implements Vfs {
   verifier = 0x5eedn;
   /** Optional delay (ms) on read, to test out-of-order replies. */
   readDelayMs = 0;
+  /** Optional delay (ms) before unlink, to test retransmissions of a call still running. */
+  unlinkDelayMs = 0;
 
   constructor(opts: { readOnly?: boolean; rootMode?: number; rootUid?: number; rootGid?: number } = {}) {
     this.readOnly = opts.readOnly ?? false;
@@ -431,6 +433,7 @@ export class FakeVfs implements Vfs {
   }
 
   async unlink(cred: Cred, parent: Ino, name: string): Promise<void> {
+    if (this.unlinkDelayMs > 0) await new Promise((r) => setTimeout(r, this.unlinkDelayMs));
     this.remove(cred, parent, name, false);
   }
 

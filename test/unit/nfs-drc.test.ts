@@ -11,11 +11,13 @@ const k = (xid: number, args = [1, 2, 3], addr = '10.0.0.1') => ({
 });
 
 describe('duplicate-request cache', () => {
-  it('new → in progress → done with the cached reply', () => {
+  it('new → in progress (a retransmission waits for the original) → done with the cached reply', async () => {
     const drc = new DuplicateRequestCache();
     expect(drc.begin(k(1))).toEqual({ state: 'new' });
-    expect(drc.begin(k(1))).toEqual({ state: 'in-progress' });
+    const dup = drc.begin(k(1));
+    expect(dup.state).toBe('in-progress');
     drc.complete(k(1), new Uint8Array([9, 9]));
+    expect(dup.state === 'in-progress' && Array.from((await dup.wait)!)).toEqual([9, 9]);
     const hit = drc.begin(k(1));
     expect(hit.state).toBe('done');
     expect(hit.state === 'done' && Array.from(hit.reply)).toEqual([9, 9]);
@@ -32,11 +34,13 @@ describe('duplicate-request cache', () => {
     expect(drc.begin(k(1, [4])).state).toBe('new');
   });
 
-  it('abort forgets a call; entries expire and the cache is bounded', () => {
+  it('abort forgets a call; entries expire and the cache is bounded', async () => {
     let now = 0;
     const drc = new DuplicateRequestCache({ maxEntries: 10, ttlMs: 1000, now: () => now });
     drc.begin(k(1));
+    const dup = drc.begin(k(1));
     drc.abort(k(1));
+    expect(dup.state === 'in-progress' && (await dup.wait)).toBeUndefined();
     expect(drc.begin(k(1)).state).toBe('new');
     drc.complete(k(1), new Uint8Array([1]));
     now = 2000;

@@ -227,6 +227,31 @@ describe('RPC layer', () => {
     expect(fresh.status).toBe(Nfs3Stat.NOENT);
   });
 
+  it('a retransmission on a new connection while the original still runs gets the original reply', async () => {
+    await c.nfs(
+      NfsProc.CREATE,
+      new m.Nfsv3CreateRequest(dirop(root, 'slow-rm'), new Nfsv3CreateHow(0, sattr())),
+    );
+    vfs.unlinkDelayMs = 300;
+    try {
+      const first = await run.client();
+      const xid = first.newXid();
+      const req = new m.Nfsv3RemoveRequest(dirop(root, 'slow-rm'));
+      first.sendRaw(
+        first.encodeCall(xid, PROG_NFS, 3, NfsProc.REMOVE, (w) =>
+          w.nfs.writeMessage(req, NfsProc.REMOVE, true),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      await first.close(); // the client lost its connection and reconnects
+      const second = await run.client();
+      const again = await second.nfs<m.Nfsv3RemoveResponse>(NfsProc.REMOVE, req, { xid });
+      expect(again.status).toBe(0);
+    } finally {
+      vfs.unlinkDelayMs = 0;
+    }
+  });
+
   describe('malformed input never takes the server down', () => {
     async function expectClosed(bytes: Uint8Array, thenEnd = false): Promise<void> {
       const bad = await run.client();

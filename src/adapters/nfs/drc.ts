@@ -4,8 +4,9 @@
  * A client that loses its connection retransmits outstanding calls with the same XID, usually from a
  * new source port, so entries are keyed by (client address without port, xid, program, version,
  * procedure) and carry a digest of the arguments to avoid false hits when XIDs are reused.
- * While the original call is still running, a retransmission is dropped (the original's reply
- * answers it if the client is still connected); after it finished, the cached reply is replayed.
+ * While the original call is still running, a retransmission waits for it and gets its reply (the
+ * client may have reconnected, so the original connection may be gone); after it finished, the
+ * cached reply is replayed.
  */
 import { createHash } from 'node:crypto';
 
@@ -23,9 +24,15 @@ interface Entry {
   digest: string;
   reply: Uint8Array | undefined;
   at: number;
+  /** Settles with the reply (or undefined when the call was aborted). */
+  settled: Promise<Uint8Array | undefined>;
+  settle: (r: Uint8Array | undefined) => void;
 }
 
-export type DrcLookup = { state: 'new' } | { state: 'in-progress' } | { state: 'done'; reply: Uint8Array };
+export type DrcLookup =
+  | { state: 'new' }
+  | { state: 'in-progress'; wait: Promise<Uint8Array | undefined> }
+  | { state: 'done'; reply: Uint8Array };
 
 export interface DrcOptions {
   maxEntries?: number;
@@ -67,11 +74,18 @@ export class DuplicateRequestCache {
     const now = this.now();
     const e = this.map.get(id);
     if (e !== undefined && e.digest === digest && now - e.at <= this.ttlMs) {
-      if (e.reply === undefined) return { state: 'in-progress' };
+      if (e.reply === undefined) return { state: 'in-progress', wait: e.settled };
       return { state: 'done', reply: e.reply };
     }
-    if (e !== undefined) this.map.delete(id);
-    this.map.set(id, { digest, reply: undefined, at: now });
+    if (e !== undefined) {
+      this.map.delete(id);
+      e.settle(undefined);
+    }
+    let settle: (r: Uint8Array | undefined) => void = () => undefined;
+    const settled = new Promise<Uint8Array | undefined>((resolve) => {
+      settle = resolve;
+    });
+    this.map.set(id, { digest, reply: undefined, at: now, settled, settle });
     this.evict(now);
     return { state: 'new' };
   }
@@ -82,12 +96,16 @@ export class DuplicateRequestCache {
     // Own copy: the reply may be a view into a large connection buffer.
     e.reply = Uint8Array.from(reply);
     e.at = this.now();
+    e.settle(e.reply);
   }
 
   abort(k: DrcKey): void {
     const id = DuplicateRequestCache.id(k);
     const e = this.map.get(id);
-    if (e !== undefined && e.reply === undefined) this.map.delete(id);
+    if (e !== undefined && e.reply === undefined) {
+      this.map.delete(id);
+      e.settle(undefined);
+    }
   }
 
   private evict(now: number): void {
@@ -95,6 +113,7 @@ export class DuplicateRequestCache {
     for (const [id, e] of this.map) {
       if (this.map.size <= this.maxEntries && now - e.at <= this.ttlMs) break;
       this.map.delete(id);
+      if (e.reply === undefined) e.settle(undefined);
     }
   }
 }

@@ -225,7 +225,16 @@ export class NfsServer {
       args: call.params.subarray(),
     };
     const hit = this.drc.begin(key);
-    if (hit.state === 'in-progress') return undefined; // the original call's reply answers it
+    if (hit.state === 'in-progress') {
+      // The original is still running (perhaps for a connection that is gone): answer with its reply.
+      const reply = await hit.wait;
+      if (reply !== undefined)
+        this.log.debug('nfs: duplicate request answered after the original', {
+          xid: call.xid,
+          proc: call.proc,
+        });
+      return reply;
+    }
     if (hit.state === 'done') {
       this.log.debug('nfs: duplicate request answered from cache', { xid: call.xid, proc: call.proc });
       return hit.reply;
