@@ -135,12 +135,17 @@ async function cmdDemo(args: string[]): Promise<void> {
       cacheSize: '1G',
       name: 'demo',
       adminSocketDir: process.env.BUCKETGATE_ADMIN_DIR ?? resolve(dir, 'run'),
+      nfs: `127.0.0.1:${process.env.BUCKETGATE_DEMO_NFS_PORT ?? '20490'}`,
+      // Loopback-only demo: NFS callers keep their ids, so `nfs-cp` as root can write.
+      nfsSquash: 'none',
     },
     { cwd: process.cwd() },
   );
   await runShares([cfg], {
     sighupRefresh: true,
-    onReady: () => {
+    onReady: (shares) => {
+      const nfs = shares[0]?.nfsAddress;
+      const q = nfs ? `?nfsport=${nfs.port}&mountport=${nfs.port}&version=3` : '';
       process.stdout.write(
         [
           '',
@@ -148,11 +153,19 @@ async function cmdDemo(args: string[]): Promise<void> {
           `  S3 endpoint:  ${s3.endpoint}  (bucket "demo", access key S3RVER / secret S3RVER)`,
           `  FUSE mount:   ${mnt}`,
           `  cache:        ${cfg.cacheDir}`,
+          ...(nfs ? [`  NFS export:   ${nfs.host}:${nfs.port}:/demo  (NFSv3, MOUNT on the same port)`] : []),
           '',
           'Try, in another shell:',
           `  echo hello > ${mnt}/hello.txt && ls -l ${mnt}`,
           `  mkdir -p ${mnt}/a/b && cp /etc/os-release ${mnt}/a/b/ && cat ${mnt}/a/b/os-release`,
           `  ./bin/bucketgate status ${mnt} --admin-dir ${cfg.adminSocketDir}`,
+          ...(nfs
+            ? [
+                `  nfs-ls 'nfs://127.0.0.1/demo${q}'`,
+                `  nfs-cat 'nfs://127.0.0.1/demo/hello.txt${q}'`,
+                `  nfs-cp /etc/hostname 'nfs://127.0.0.1/demo/from-nfs.txt${q}' && cat ${mnt}/from-nfs.txt`,
+              ]
+            : []),
           `  ls ${resolve(dir, 's3', 'demo')}      # the objects, as s3rver stores them`,
           '',
           'Stop with Ctrl-C (SIGINT) or SIGTERM.',

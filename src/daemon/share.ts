@@ -11,8 +11,10 @@ import { S3ObjectStore } from '../objectstore/s3.js';
 import type { ObjectStore } from '../objectstore/types.js';
 import { CoreVfs } from '../vfs/core.js';
 import { FuseAdapter } from '../adapters/fuse/adapter.js';
+import { NfsServer } from '../adapters/nfs/index.js';
+import { createHash } from 'node:crypto';
 import { RefreshScheduler, type RefreshResult } from '../sync/scheduler.js';
-import { checkBucket, checkFuseDevice, checkMountpoint, lockCacheDir } from './preflight.js';
+import { StartupError, checkBucket, checkFuseDevice, checkMountpoint, lockCacheDir } from './preflight.js';
 
 export interface ShareStatus {
   name: string;
@@ -27,6 +29,9 @@ export interface ShareStatus {
 
 export class Share {
   private fuse: FuseAdapter | undefined;
+  private nfs: NfsServer | undefined;
+  /** Where the NFS export listens, once started. */
+  nfsAddress: { host: string; port: number } | undefined;
   private stopping: Promise<void> | undefined;
   private scheduler: RefreshScheduler | undefined;
   private readonly unmountListeners: Array<() => void> = [];
@@ -108,7 +113,47 @@ export class Share {
         });
         share.fuse = fuse;
       }
-      log.info('share started', { share: config.name, url: config.url, mode: config.mode, mountpoint: mountpoint ?? null });
+      if (config.nfs) {
+        const nfs = new NfsServer({
+          exports: [
+            {
+              name: config.name,
+              vfs,
+              policy: {
+                clients: config.nfsClients,
+                roClients: config.nfsRoClients,
+                squash: config.nfsSquash,
+                anonUid: config.nfsAnonUid,
+                anonGid: config.nfsAnonGid,
+                readOnly: config.readOnly,
+                secure: config.nfsSecure,
+              },
+              exportId: exportIdOf(config.name),
+              dbGeneration: meta.getMeta('db_generation') ?? Buffer.alloc(8),
+              secret: meta.getMeta('secret') ?? Buffer.alloc(32),
+            },
+          ],
+          host: config.nfs.host,
+          port: config.nfs.port,
+          ...(config.nfsPortmap ? { portmap: { host: config.nfs.host, port: 111 } } : {}),
+          logger: log.child({ component: 'nfs' }),
+        });
+        try {
+          const r = await nfs.start();
+          share.nfs = nfs;
+          share.nfsAddress = { host: config.nfs.host, port: r.port };
+        } catch (e) {
+          await share.fuse?.unmount().catch(() => undefined);
+          throw new StartupError(`cannot start the NFS export on ${config.nfs.host}:${config.nfs.port}: ${(e as Error).message}`, { cause: e });
+        }
+      }
+      log.info('share started', {
+        share: config.name,
+        url: config.url,
+        mode: config.mode,
+        mountpoint: mountpoint ?? null,
+        nfs: share.nfsAddress ? `${share.nfsAddress.host}:${share.nfsAddress.port}:/${config.name}` : null,
+      });
       return share;
     } catch (e) {
       await cache?.close().catch(() => undefined);
@@ -166,6 +211,9 @@ export class Share {
 
   private async doStop(): Promise<void> {
     await this.scheduler?.stop();
+    if (this.nfs) {
+      await this.nfs.stop().catch((e: unknown) => this.log.error('NFS server stop failed', { share: this.config.name, error: e }));
+    }
     if (this.fuse) {
       await this.fuse.unmount().catch((e: unknown) => this.log.error('unmount failed', { share: this.config.name, error: e }));
     }
@@ -175,4 +223,9 @@ export class Share {
     await this.unlock();
     this.log.info('share stopped', { share: this.config.name });
   }
+}
+
+/** Stable 32-bit export id from the share name (part of NFS file handles). */
+function exportIdOf(name: string): number {
+  return createHash('sha256').update(name).digest().readUInt32BE(0);
 }

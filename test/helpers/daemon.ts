@@ -35,6 +35,7 @@ export interface Daemon {
 export interface DaemonEnv {
   AWS_ACCESS_KEY_ID: string;
   AWS_SECRET_ACCESS_KEY: string;
+  [name: string]: string;
 }
 
 /** Start `bucketgate ARGS`; when `mountpoint` is given, resolve once it is mounted. */
