@@ -274,3 +274,22 @@ describe('restart', () => {
     }
   });
 });
+
+describe('portmapper on port 111 with real clients', () => {
+  it('nfs-ls and nfs-cat work with bare URLs (skipped when port 111 is taken or not bindable)', async (ctx) => {
+    let s: Running;
+    try {
+      s = await startNfs([testExport('pm', t.vfs)], { portmap: { host: '127.0.0.1', port: 111 } });
+    } catch {
+      ctx.skip();
+      return;
+    }
+    try {
+      await putFile(t, 1, 'pm.txt', Buffer.from('via portmap\n'));
+      expect((await run('nfs-ls', ['nfs://127.0.0.1/pm'])).stdout).toMatch(/pm\.txt/);
+      expect((await run('nfs-cat', ['nfs://127.0.0.1/pm/pm.txt'])).stdout).toBe('via portmap\n');
+    } finally {
+      await s.stop();
+    }
+  });
+});
