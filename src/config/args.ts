@@ -153,6 +153,20 @@ export const MOUNT_OPTIONS: readonly OptionSpec[] = [
     formatDuration(DEFAULTS.uploadDelayMs),
   ),
   opt(
+    'cache-write-wait',
+    'value',
+    'DUR',
+    'how long a write waits for cache space (dirty data uploading) before ENOSPC',
+    formatDuration(DEFAULTS.cacheWriteWaitMs),
+  ),
+  opt(
+    's3-timeout',
+    'value',
+    'DUR',
+    'an S3 request with no progress for this long is abandoned and retried',
+    formatDuration(DEFAULTS.s3TimeoutMs),
+  ),
+  opt(
     'upload-concurrency',
     'value',
     'N',

@@ -70,6 +70,10 @@ export interface ShareConfig {
   attrTimeoutMs: number;
   /** Cache mode: delay after the last close before a file's upload starts. */
   uploadDelayMs: number;
+  /** How long a write waits for cache space before ENOSPC. */
+  cacheWriteWaitMs: number;
+  /** An S3 request without progress for this long fails (and is retried). */
+  s3TimeoutMs: number;
   /** Uploads running at the same time. */
   uploadConcurrency: number;
   checksum: ChecksumMode;
@@ -119,6 +123,8 @@ export const DEFAULTS = {
   dirTtlMs: 60_000,
   attrTimeoutMs: 1000,
   uploadDelayMs: 1000,
+  cacheWriteWaitMs: 60_000,
+  s3TimeoutMs: 30_000,
   uploadConcurrency: 4,
   checksum: 'auto' as ChecksumMode,
   nfsPort: 2049,
@@ -177,6 +183,10 @@ export interface ShareInput {
   attrTimeoutMs?: NumLike;
   uploadDelay?: NumLike;
   uploadDelayMs?: NumLike;
+  cacheWriteWait?: NumLike;
+  cacheWriteWaitMs?: NumLike;
+  s3Timeout?: NumLike;
+  s3TimeoutMs?: NumLike;
   uploadConcurrency?: NumLike;
   checksum?: string;
   mountpoint?: string;
@@ -223,6 +233,10 @@ export const SHARE_INPUT_KEYS: readonly ShareInputKey[] = [
   'attrTimeoutMs',
   'uploadDelay',
   'uploadDelayMs',
+  'cacheWriteWait',
+  'cacheWriteWaitMs',
+  's3Timeout',
+  's3TimeoutMs',
   'uploadConcurrency',
   'checksum',
   'mountpoint',
@@ -837,6 +851,8 @@ export function resolveShare(input: ShareInput, options: ResolveOptions = {}): S
     dirTtlMs: r.duration('dirTtl', 'dirTtlMs', DEFAULTS.dirTtlMs),
     attrTimeoutMs: r.duration('attrTimeout', 'attrTimeoutMs', DEFAULTS.attrTimeoutMs, MAX_TIMER_MS),
     uploadDelayMs: r.duration('uploadDelay', 'uploadDelayMs', DEFAULTS.uploadDelayMs, MAX_TIMER_MS),
+    cacheWriteWaitMs: r.duration('cacheWriteWait', 'cacheWriteWaitMs', DEFAULTS.cacheWriteWaitMs, MAX_TIMER_MS),
+    s3TimeoutMs: r.duration('s3Timeout', 's3TimeoutMs', DEFAULTS.s3TimeoutMs, MAX_TIMER_MS),
     uploadConcurrency: r.int('uploadConcurrency', DEFAULTS.uploadConcurrency, 1, MAX_UPLOAD_CONCURRENCY),
     checksum: r.oneOf<ChecksumMode>('checksum', CHECKSUM_MODES, DEFAULTS.checksum),
     ...(mountpoint !== undefined ? { mountpoint } : {}),

@@ -3,7 +3,9 @@
  */
 import { constants } from 'node:fs';
 import { access, mkdir, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import type { Logger } from '../log/index.js';
 import type { ObjectStore } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 
@@ -35,13 +37,34 @@ async function mountPoints(): Promise<Set<string>> {
   return out;
 }
 
-export async function checkMountpoint(mountpoint: string): Promise<string> {
+/** True when `path` is a FUSE mount of bucketgate (fstype fuse.bucketgate) in this namespace. */
+async function staleBucketgateMount(path: string): Promise<boolean> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (f[4] === path && sep > 0 && f[sep + 1] === 'fuse.bucketgate') return true;
+  }
+  return false;
+}
+
+export async function checkMountpoint(mountpoint: string, log?: Logger): Promise<string> {
   const abs = resolve(mountpoint);
   let st;
   try {
     st = await stat(abs);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' && (await staleBucketgateMount(abs))) {
+      // Our own mount, left behind by a daemon that was killed: detach it and go on.
+      await new Promise<void>((resolveP, reject) =>
+        execFile('umount', ['-l', abs], (err) => (err ? reject(err) : resolveP())),
+      ).catch((err: unknown) => {
+        throw new StartupError(`mountpoint ${abs} is a stale bucketgate mount and "umount -l" failed: ${(err as Error).message}`);
+      });
+      log?.warn('detached a stale bucketgate mount left by a previous daemon', { mountpoint: abs });
+      return checkMountpoint(mountpoint, log);
+    }
     if (code === 'ENOTCONN') {
       throw new StartupError(
         `mountpoint ${abs} is a stale FUSE mount ("Transport endpoint is not connected"): run "umount -l ${abs}" (or "fusermount -uz ${abs}") first`,

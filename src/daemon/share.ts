@@ -50,7 +50,7 @@ export class Share {
     const mountpoint = config.noFuse || !config.mountpoint ? undefined : config.mountpoint;
     if (mountpoint) {
       await checkFuseDevice();
-      await checkMountpoint(mountpoint);
+      await checkMountpoint(mountpoint, log);
     }
     const store =
       opts.store ??
@@ -61,6 +61,7 @@ export class Share {
         forcePathStyle: config.pathStyle,
         ...(config.credentials ? { credentials: config.credentials } : {}),
         checksum: config.checksum,
+        requestTimeoutMs: config.s3TimeoutMs,
       });
     await checkBucket(store, config.bucket, config.prefix, config.endpoint);
 
@@ -72,7 +73,7 @@ export class Share {
         path: join(config.cacheDir, 'meta.db'),
         root: { mode: config.dirMode, uid: config.uid, gid: config.gid },
       });
-      cache = await DiskDataCache.open({ dir: config.cacheDir, limitBytes: config.cacheSize, index: meta, logger: log });
+      cache = await DiskDataCache.open({ dir: config.cacheDir, limitBytes: config.cacheSize, index: meta, logger: log, writeWaitMs: config.cacheWriteWaitMs });
       const vfs = new CoreVfs({
         name: config.name,
         prefix: config.prefix,
