@@ -140,8 +140,28 @@ export async function resolveAdminSocket(dir: string, target: string): Promise<s
   throw new Error(`no running share named or mounted at "${target}" (admin sockets in ${dir})`);
 }
 
-/** Send one request; calls onProgress for progress lines; resolves with the final reply. */
-export function adminCall(
+/**
+ * Send one request; calls onProgress for progress lines; resolves with the final reply. A daemon
+ * that is still starting (socket not yet listening) is retried for a few seconds.
+ */
+export async function adminCall(
+  socketPath: string,
+  req: AdminRequest,
+  onProgress?: (p: unknown) => void,
+): Promise<{ ok: boolean; error?: string } & Record<string, unknown>> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await adminCallOnce(socketPath, req, onProgress);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+function adminCallOnce(
   socketPath: string,
   req: AdminRequest,
   onProgress?: (p: unknown) => void,
@@ -164,7 +184,9 @@ export function adminCall(
         }
       }
     });
-    s.on('error', (e) => reject(new Error(`cannot reach the daemon at ${socketPath}: ${e.message}`)));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      reject(Object.assign(new Error(`cannot reach the daemon at ${socketPath}: ${e.message}`), { code: e.code })),
+    );
     s.on('close', () => {
       if (!done) reject(new Error('the daemon closed the admin connection without an answer'));
     });
