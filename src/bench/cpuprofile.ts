@@ -1,0 +1,99 @@
+/**
+ * Summary of a V8 `.cpuprofile` (written by `node --cpu-prof`): self time per function, the
+ * hottest first. Pure (unit-tested); the benchmark's `--profile` option runs bucketgate's
+ * daemons with `--cpu-prof` and prints these summaries.
+ */
+
+export interface CpuProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+export interface CpuProfile {
+  nodes: CpuProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+export interface HotFunction {
+  /** `name (file:line)`, file shortened to the part after the last `/src/`, `/dist/` or `node_modules/`. */
+  name: string;
+  selfMs: number;
+  /** Share of the busy (non-idle) time, in percent. */
+  pct: number;
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  /** Time not spent idle (samples outside `(idle)`). */
+  busyMs: number;
+  top: HotFunction[];
+}
+
+/** Shorten a script URL to something readable in a table. */
+export function shortUrl(url: string): string {
+  if (url === '') return '';
+  let u = url.replace(/^file:\/\//, '');
+  const nm = u.lastIndexOf('node_modules/');
+  if (nm >= 0) return u.slice(nm + 'node_modules/'.length);
+  for (const marker of ['/dist/', '/src/']) {
+    const i = u.lastIndexOf(marker);
+    if (i >= 0) {
+      u = u.slice(i + 1);
+      return u;
+    }
+  }
+  return u;
+}
+
+export function isCpuProfile(x: unknown): x is CpuProfile {
+  if (typeof x !== 'object' || x === null) return false;
+  const p = x as Record<string, unknown>;
+  return Array.isArray(p.nodes) && typeof p.startTime === 'number' && typeof p.endTime === 'number';
+}
+
+/**
+ * Self time per function. With `samples`/`timeDeltas` each sample gets the time delta that
+ * follows it (the interval it stood for); otherwise `hitCount` times the mean interval.
+ */
+export function summarizeProfile(p: CpuProfile, topN = 15): ProfileSummary {
+  const totalUs = Math.max(0, p.endTime - p.startTime);
+  const selfUs = new Map<number, number>();
+  if (p.samples && p.timeDeltas && p.samples.length > 0 && p.timeDeltas.length === p.samples.length) {
+    for (let i = 0; i < p.samples.length; i++) {
+      const next = i + 1 < p.timeDeltas.length ? p.timeDeltas[i + 1]! : 0;
+      const id = p.samples[i]!;
+      selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, next));
+    }
+  } else {
+    const hits = p.nodes.reduce((a, n) => a + (n.hitCount ?? 0), 0);
+    const per = hits > 0 ? totalUs / hits : 0;
+    for (const n of p.nodes) if (n.hitCount) selfUs.set(n.id, n.hitCount * per);
+  }
+  const byFn = new Map<string, number>();
+  let idleUs = 0;
+  let sumUs = 0;
+  for (const n of p.nodes) {
+    const us = selfUs.get(n.id) ?? 0;
+    if (us === 0) continue;
+    sumUs += us;
+    const f = n.callFrame;
+    if (f.functionName === '(idle)') {
+      idleUs += us;
+      continue;
+    }
+    const file = shortUrl(f.url);
+    const name = `${f.functionName || '(anonymous)'}${file ? ` (${file}:${f.lineNumber + 1})` : ''}`;
+    byFn.set(name, (byFn.get(name) ?? 0) + us);
+  }
+  const busyUs = Math.max(0, sumUs - idleUs);
+  const top = [...byFn.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, topN)
+    .map(([name, us]) => ({ name, selfMs: us / 1000, pct: busyUs > 0 ? (100 * us) / busyUs : 0 }));
+  return { totalMs: (sumUs > 0 ? sumUs : totalUs) / 1000, busyMs: busyUs / 1000, top };
+}
