@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isCpuProfile, summarizeProfile } from './cpuprofile.js';
 import { runNfs } from './nfs.js';
-import { Recorder } from './recorder.js';
+import { Recorder, type Mark } from './recorder.js';
 import { mergeDoc, renderMarkdown, renderText } from './report.js';
 import { s3Client, startS3rver } from './s3rver.js';
 import { RESULTS_SCHEMA, validateResults, type BenchResults, type SystemId } from './schema.js';
@@ -35,13 +35,37 @@ import {
   type FsSystem,
 } from './systems.js';
 import { evaluateTargets } from './targets.js';
-import { errText, onCleanup, runCleanups, umountAllUnder } from './util.js';
+import { errText, now, onCleanup, runCleanups, umountAllUnder } from './util.js';
 import { fsRep, sdkRep, seedSdkData, writePrefix, type BenchCtx } from './workloads.js';
 
 const MiB = 2 ** 20;
 const BUCKET = 'bench';
 
-async function summariseProfiles(dir: string, log: (s: string) => void): Promise<string> {
+/** Scripts of bucketgate itself (dist/), for inclusive times. */
+const ownCode = (url: string): boolean => url.includes('/dist/') && !url.includes('node_modules');
+
+function hotTable(
+  title: string,
+  fns: Array<{ name: string; selfMs: number; pct: number }>,
+  what: string,
+): string[] {
+  if (fns.length === 0) return [];
+  return [
+    title,
+    '',
+    `| ${what} ms | % busy | function |`,
+    '|---:|---:|---|',
+    ...fns.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.pct.toFixed(1)} | ${h.name.replace(/\|/g, '\\|')} |`),
+    '',
+  ];
+}
+
+/**
+ * Summaries of the profiles under `dir` (one sub-directory per mount, `SYSTEM-TAG`): the whole
+ * profile, then each workload's time window (the profile's clock is the same monotonic clock as
+ * the benchmark's `now()`, in microseconds).
+ */
+async function summariseProfiles(dir: string, marks: Mark[], log: (s: string) => void): Promise<string> {
   const lines: string[] = [];
   let subdirs: string[] = [];
   try {
@@ -56,19 +80,29 @@ async function summariseProfiles(dir: string, log: (s: string) => void): Promise
     } catch {
       continue;
     }
+    const system = sub.slice(0, sub.lastIndexOf('-'));
     for (const f of files) {
       try {
         const p: unknown = JSON.parse(await readFile(join(dir, sub, f), 'utf8'));
         if (!isCpuProfile(p)) continue;
-        const s = summarizeProfile(p, 20);
+        const s = summarizeProfile(p, { topN: 20, own: ownCode });
         lines.push(
-          `### ${sub} (${f}): ${(s.totalMs / 1000).toFixed(1)} s profiled, ${(s.busyMs / 1000).toFixed(1)} s busy`,
+          `## ${sub}: ${(s.totalMs / 1000).toFixed(1)} s profiled, ${(s.busyMs / 1000).toFixed(1)} s busy`,
           '',
         );
-        lines.push('| self ms | % busy | function |', '|---:|---:|---|');
-        for (const h of s.top)
-          lines.push(`| ${h.selfMs.toFixed(0)} | ${h.pct.toFixed(1)} | ${h.name.replace(/\|/g, '\\|')} |`);
-        lines.push('');
+        lines.push(...hotTable('Whole mount, self time:', s.top, 'self'));
+        for (const m of marks) {
+          const fromUs = m.from * 1e6;
+          const toUs = m.to * 1e6;
+          if (m.system !== system || fromUs < p.startTime || toUs > p.endTime) continue;
+          const w = summarizeProfile(p, { topN: 12, fromUs, toUs, own: ownCode });
+          lines.push(
+            `### ${sub} / ${m.workload}: ${(m.to - m.from).toFixed(2)} s wall, ${(w.busyMs / 1000).toFixed(2)} s busy in the daemon`,
+            '',
+          );
+          lines.push(...hotTable('Self time:', w.top, 'self'));
+          lines.push(...hotTable('Total time of bucketgate functions:', w.ownTotal ?? [], 'total'));
+        }
       } catch (e) {
         log(`profile ${sub}/${f}: ${errText(e)}`);
       }
@@ -168,7 +202,7 @@ export async function main(argv: string[]): Promise<number> {
   const client = s3Client(s3.endpoint);
   log(`s3rver ${s3.version} at ${s3.endpoint} (pid ${s3.pid})`);
 
-  const rec = new Recorder();
+  const rec = new Recorder(now);
   const ctx: BenchCtx = {
     params,
     work,
@@ -278,10 +312,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`report: ${p} (docs/benchmarks.md is written by full runs of every system)\n`);
   }
   if (profileDir) {
-    const summary = await summariseProfiles(profileDir, log);
+    const summary = await summariseProfiles(profileDir, rec.marks, log);
     const p = join(profileDir, 'summary.md');
     await writeFile(p, `# CPU profiles of bucketgate (self time)\n\n${summary}\n`);
-    process.stdout.write(`\nCPU profiles: ${profileDir}\n${summary}\n`);
+    process.stdout.write(`\nCPU profiles: ${profileDir} (summary: ${p})\n`);
   }
   return 0;
 }

@@ -29,8 +29,20 @@ function foldUsage(us: Array<Sample['daemon']>): ProcUsage | undefined {
   };
 }
 
+/** When a sample was taken, in seconds of the clock given to the Recorder (profiles are sliced by it). */
+export interface Mark {
+  system: SystemId;
+  workload: WorkloadId;
+  from: number;
+  to: number;
+}
+
 export class Recorder {
   private readonly cells = new Map<string, Cell>();
+  readonly marks: Mark[] = [];
+
+  /** `clock`: seconds on a monotonic clock; with it, every sample is marked as ending "now". */
+  constructor(private readonly clock?: () => number) {}
 
   private cell(system: SystemId, workload: WorkloadId): Cell {
     const k = `${system}/${workload}`;
@@ -46,6 +58,10 @@ export class Recorder {
     const c = this.cell(system, workload);
     c.samples.push(sample);
     if (bytes !== undefined) c.bytes = bytes;
+    if (this.clock) {
+      const to = this.clock();
+      this.marks.push({ system, workload, from: to - sample.seconds, to });
+    }
   }
 
   fail(system: SystemId, workload: WorkloadId, error: string): void {
