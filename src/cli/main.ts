@@ -11,9 +11,13 @@ import { adminCall, resolveAdminSocket } from '../daemon/admin.js';
 import { runShares } from '../daemon/runner.js';
 import { startEmbeddedS3 } from '../daemon/embedded-s3.js';
 import { formatStatus } from './format.js';
+import { cmdServe } from '../daemon/serve.js';
+import { notifyFailed } from '../daemon/notify.js';
+import { takeServiceFlags } from './service-flags.js';
 
 const USAGE = `usage:
   bucketgate mount s3://BUCKET[/PREFIX] MOUNTPOINT [options]   one share, in the foreground
+  bucketgate serve --config FILE [--check]                      every share of a config file (systemd)
   bucketgate refresh MOUNTPOINT|SHARE [PATH] [--recursive]      reverse sync now
   bucketgate status  MOUNTPOINT|SHARE [--json]                  cache, dirty data, upload queue
   bucketgate flush   MOUNTPOINT|SHARE [--timeout DURATION]      wait until every dirty byte is uploaded
@@ -59,9 +63,10 @@ async function cmdMount(args: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n\nSee docs/CLI.md for every mount option.\n`);
     return;
   }
+  const svc = takeServiceFlags(args);
   const cfg = parseMountArgs(args, { cwd: process.cwd() });
-  configureLogging({ level: cfg.logLevel });
-  await runShares([cfg], { sighupRefresh: true });
+  configureLogging({ level: cfg.logLevel, ...(svc.logFormat ? { format: svc.logFormat } : {}) });
+  await runShares([cfg], { sighupRefresh: true, ...svc });
 }
 
 async function cmdStatus(args: string[]): Promise<void> {
@@ -183,6 +188,8 @@ export async function main(argv: string[]): Promise<void> {
     switch (cmd) {
       case 'mount':
         return await cmdMount(rest);
+      case 'serve':
+        return await cmdServe(rest);
       case 'status':
         return await cmdStatus(rest);
       case 'flush':
@@ -202,6 +209,7 @@ export async function main(argv: string[]): Promise<void> {
         throw new UsageError(`unknown command "${cmd}"`);
     }
   } catch (e) {
+    notifyFailed(e instanceof Error ? e.message : String(e));
     if (isUsageError(e)) {
       process.stderr.write(`bucketgate: ${e.message}\n${USAGE}\n`);
       process.exit(2);

@@ -2,15 +2,21 @@
  * Runs shares in the foreground until a signal: SIGINT/SIGTERM stop cleanly (unmount, let
  * in-flight requests finish, journal intact) and exit 0; SIGHUP refreshes (mount) or reloads.
  */
-import type { ShareConfig } from '../config/index.js';
+import type { HostPort, ShareConfig } from '../config/index.js';
 import { getLogger } from '../log/index.js';
 import { AdminServer, type AdminRequest } from './admin.js';
+import { notifyReady, notifyStopping } from './notify.js';
+import { DaemonServices } from './services.js';
 import { Share } from './share.js';
 
 export interface RunOptions {
   sighupRefresh: boolean;
   onReady?: (shares: Share[]) => void;
   onStopped?: () => Promise<void>;
+  /** Prometheus listener (`--metrics HOST:PORT`). */
+  metrics?: HostPort;
+  /** Audit log file (`--audit-log FILE`). */
+  auditLog?: string;
 }
 
 export async function adminHandler(share: Share, req: AdminRequest, progress: (p: unknown) => void): Promise<Record<string, unknown>> {
@@ -41,6 +47,7 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
   const log = getLogger();
   const shares: Share[] = [];
   const admins: AdminServer[] = [];
+  const services = new DaemonServices(false);
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -48,8 +55,11 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
   const stopAll = (why: string): Promise<void> => {
     stopping ??= (async () => {
       log.info('stopping', { reason: why });
+      await notifyStopping();
       await Promise.allSettled(admins.map((a) => a.stop()));
+      for (const s of shares) services.remove(s);
       await Promise.allSettled(shares.map((s) => s.stop()));
+      await services.close();
       await opts.onStopped?.();
       resolveDone();
     })();
@@ -62,6 +72,7 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', () => {
+    void services.reopenAudit();
     if (!opts.sighupRefresh) return;
     for (const s of shares) {
       s.refresh('/', true, () => undefined).then(
@@ -72,9 +83,15 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
   });
 
   try {
+    await services.configure({
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+      ...(opts.auditLog ? { auditLog: opts.auditLog } : {}),
+    });
     for (const cfg of configs) {
-      const share = await Share.start(cfg, log.child({ share: cfg.name }));
+      const hooks = services.hooksFor(cfg);
+      const share = await Share.start(cfg, log.child({ share: cfg.name }, { level: cfg.logLevel }), hooks ? { hooks } : {});
       shares.push(share);
+      services.add(share);
       share.onUnmounted(() => void stopAll(`${cfg.mountpoint ?? cfg.name} was unmounted from outside`));
       const admin = new AdminServer(cfg.adminSocketDir, cfg.name, share.mountpoint, (req, p) => adminHandler(share, req, p), log);
       await admin.start();
@@ -85,5 +102,6 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
     throw e;
   }
   opts.onReady?.(shares);
+  void notifyReady(shares.map((s) => `${s.config.name} ${s.mountpoint ?? (s.nfsAddress ? `nfs ${s.nfsAddress.host}:${s.nfsAddress.port}` : '')}`).join(', '));
   await done;
 }

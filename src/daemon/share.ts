@@ -10,6 +10,8 @@ import { SqliteMetaStore } from '../metastore/sqlite.js';
 import { S3ObjectStore } from '../objectstore/s3.js';
 import type { ObjectStore } from '../objectstore/types.js';
 import { CoreVfs } from '../vfs/core.js';
+import type { Vfs } from '../vfs/types.js';
+import { ROOT_INO, type Ino } from '../core/types.js';
 import { FuseAdapter } from '../adapters/fuse/adapter.js';
 import { NfsServer } from '../adapters/nfs/index.js';
 import { createHash } from 'node:crypto';
@@ -25,6 +27,17 @@ export interface ShareStatus {
   uploads: { queued: number; inflight: number; uploadedFiles: number; uploadedBytes: number };
   failing: Array<{ path: string; attempts: number; lastError: string | null }>;
   lastRefresh: (Partial<RefreshResult> & { at: string }) | null;
+}
+
+/**
+ * Optional instrumentation of a share (metrics, audit log), wired by the daemon: decorators of
+ * the object store and of the Vfs each adapter sees, and a hook for reverse sync runs.
+ */
+export interface ShareHooks {
+  store?: (store: ObjectStore) => ObjectStore;
+  /** `pathOf` names an inode relative to the share root (`/a/b`), for audit events. */
+  vfs?: (vfs: Vfs, protocol: 'fuse' | 'nfs', pathOf: (ino: Ino) => string | undefined) => Vfs;
+  refresh?: (trigger: 'interval' | 'manual', seconds: number, result?: RefreshResult, error?: unknown) => void;
 }
 
 export class Share {
@@ -44,15 +57,17 @@ export class Share {
     readonly vfs: CoreVfs,
     private readonly unlock: () => Promise<void>,
     private readonly log: Logger,
+    private readonly hooks: ShareHooks = {},
   ) {}
 
-  static async start(config: ShareConfig, log: Logger, opts: { store?: ObjectStore } = {}): Promise<Share> {
+  static async start(config: ShareConfig, log: Logger, opts: { store?: ObjectStore; hooks?: ShareHooks } = {}): Promise<Share> {
+    const hooks = opts.hooks ?? {};
     const mountpoint = config.noFuse || !config.mountpoint ? undefined : config.mountpoint;
     if (mountpoint) {
       await checkFuseDevice();
       await checkMountpoint(mountpoint, log);
     }
-    const store =
+    const baseStore =
       opts.store ??
       new S3ObjectStore({
         bucket: config.bucket,
@@ -63,6 +78,7 @@ export class Share {
         checksum: config.checksum,
         requestTimeoutMs: config.s3TimeoutMs,
       });
+    const store = hooks.store ? hooks.store(baseStore) : baseStore;
     await checkBucket(store, config.bucket, config.prefix, config.endpoint);
 
     const unlock = await lockCacheDir(config.cacheDir);
@@ -89,16 +105,23 @@ export class Share {
         store,
         logger: log.child({ component: 'vfs' }),
       });
-      vfs.start();
-      const share = new Share(config, store, meta, cache, vfs, unlock, log);
-      share.scheduler = new RefreshScheduler(() => vfs.refresh('/', true), config.refreshIntervalMs, log);
+      await vfs.start();
+      const share = new Share(config, store, meta, cache, vfs, unlock, log, hooks);
+      const m = meta;
+      const pathOf = (ino: Ino): string | undefined => pathOfInode(m, ino);
+      const adapterVfs = (protocol: 'fuse' | 'nfs'): Vfs => (hooks.vfs ? hooks.vfs(vfs, protocol, pathOf) : vfs);
+      share.scheduler = new RefreshScheduler(
+        () => share.observeRefresh('interval', () => vfs.refresh('/', true)),
+        config.refreshIntervalMs,
+        log,
+      );
       share.scheduler.start();
       if (mountpoint) {
         const fuse = new FuseAdapter({
-          vfs,
+          vfs: adapterVfs('fuse'),
           mountpoint,
           options: {
-            fsName: `bucketgate:${config.name}`,
+            fsName: config.name,
             allowOther: config.allowOther,
             attrTimeoutSec: config.attrTimeoutMs / 1000,
             entryTimeoutSec: config.attrTimeoutMs / 1000,
@@ -119,7 +142,7 @@ export class Share {
           exports: [
             {
               name: config.name,
-              vfs,
+              vfs: adapterVfs('nfs'),
               policy: {
                 clients: config.nfsClients,
                 roClients: config.nfsRoClients,
@@ -175,12 +198,26 @@ export class Share {
 
   /** Reverse sync on demand (admin `refresh`, SIGHUP). */
   async refresh(path: string, recursive: boolean, progress: (p: unknown) => void): Promise<RefreshResult> {
-    const r = await this.vfs.refresh(path, recursive, progress);
+    const r = await this.observeRefresh('manual', () => this.vfs.refresh(path, recursive, progress));
     const { objects: _o, ...summary } = r;
     this.lastRefresh = { at: new Date().toISOString(), ...summary };
     return summary;
   }
   private lastRefresh: (RefreshResult & { at: string }) | undefined;
+
+  /** Run a reverse sync, reporting it to the refresh hook (metrics). */
+  private async observeRefresh<T extends RefreshResult>(trigger: 'interval' | 'manual', run: () => Promise<T>): Promise<T> {
+    const t0 = process.hrtime.bigint();
+    const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
+    try {
+      const r = await run();
+      this.hooks.refresh?.(trigger, secs(), r);
+      return r;
+    } catch (e) {
+      this.hooks.refresh?.(trigger, secs(), undefined, e);
+      throw e;
+    }
+  }
 
   status(): ShareStatus {
     const u = this.cache.usage();
@@ -224,6 +261,20 @@ export class Share {
     await this.unlock();
     this.log.info('share stopped', { share: this.config.name });
   }
+}
+
+/** `/a/b` for an inode of the metadata store; undefined when it has no name (unlinked). */
+function pathOfInode(meta: SqliteMetaStore, ino: Ino): string | undefined {
+  const parts: string[] = [];
+  let cur = ino;
+  for (let depth = 0; cur !== ROOT_INO; depth++) {
+    if (depth > 4096) return undefined;
+    const e = meta.parentOf(cur);
+    if (e === undefined) return undefined;
+    parts.push(e.name);
+    cur = e.parent;
+  }
+  return `/${parts.reverse().join('/')}`;
 }
 
 /** Stable 32-bit export id from the share name (part of NFS file handles). */

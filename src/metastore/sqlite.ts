@@ -64,6 +64,10 @@ const MIGRATIONS: string[] = [
   CREATE INDEX uploads_due ON uploads (due_ms);
   CREATE INDEX nodes_state ON nodes (state) WHERE state != 'clean';
   `,
+  // v2: namespace operations in progress in the bucket (replayed after a crash)
+  `
+  CREATE TABLE remote_ops (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, created_ms INTEGER NOT NULL);
+  `,
 ];
 
 interface RawNode {
@@ -237,6 +241,9 @@ export class SqliteMetaStore implements MetaStore {
       nodeCount: d.prepare('SELECT count(*) AS c FROM nodes'),
       getMeta: d.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: d.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
+      addOp: d.prepare('INSERT INTO remote_ops (body, created_ms) VALUES (?, ?)'),
+      removeOp: d.prepare('DELETE FROM remote_ops WHERE id = ?'),
+      allOps: d.prepare('SELECT id, body FROM remote_ops ORDER BY id'),
       cacheAll: d.prepare('SELECT * FROM cache_entries'),
       cacheSave: d.prepare(
         'INSERT OR REPLACE INTO cache_entries (ino, size, present, dirty, modified, last_access_ms) VALUES (?, ?, ?, ?, ?, ?)',
@@ -396,6 +403,18 @@ export class SqliteMetaStore implements MetaStore {
 
   nodeCount(): number {
     return Number((this.stmts.nodeCount.get() as { c: bigint }).c);
+  }
+
+  addRemoteOp(body: string): number {
+    return Number(this.stmts.addOp.run(body, Date.now()).lastInsertRowid);
+  }
+
+  removeRemoteOp(id: number): void {
+    this.stmts.removeOp.run(id);
+  }
+
+  remoteOps(): Array<{ id: number; body: string }> {
+    return (this.stmts.allOps.all() as Array<{ id: bigint; body: string }>).map((r) => ({ id: Number(r.id), body: r.body }));
   }
 
   async sync(): Promise<void> {

@@ -88,6 +88,10 @@ export interface MetaStore extends CacheIndex {
   allUploads(): UploadEntry[];
   removeUpload(ino: Ino): void;
   uploadFailed(ino: Ino, error: string, nextDueMs: number): void;
+  /** Journal of namespace operations under way in the bucket (JSON bodies, replayed on start). */
+  addRemoteOp(body: string): number;
+  removeRemoteOp(id: number): void;
+  remoteOps(): Array<{ id: number; body: string }>;
   /** Nodes whose state is not clean (recovery). */
   unsyncedNodes(): NodeRow[];
   nodeCount(): number;

@@ -42,6 +42,7 @@ import { Fetcher } from './fetcher.js';
 import { RemoteTree, type DiffSummary, type ShareDefaults } from './tree.js';
 import type { Fh, InvalidateEvent, ReaddirResult, Vfs } from './types.js';
 import { Uploader, type UploadStats } from './uploader.js';
+import { RemoteOps } from './remote-ops.js';
 
 export type ShareMode = 'cache' | 'write-through';
 
@@ -90,6 +91,7 @@ export class CoreVfs implements Vfs {
   readonly tree: RemoteTree;
   private readonly fetcher: Fetcher;
   readonly uploader: Uploader;
+  private readonly remoteOps: RemoteOps;
   private readonly handles = new Map<Fh, Handle>();
   private readonly openCount = new Map<Ino, { all: number; writers: number }>();
   private readonly listeners = new Set<(ev: InvalidateEvent) => void>();
@@ -112,6 +114,7 @@ export class CoreVfs implements Vfs {
       invalidate: (ev) => this.emit(ev),
     });
     this.fetcher = new Fetcher(this.cache, this.store, onErr);
+    this.remoteOps = new RemoteOps(this.meta, this.store, this.tree, this.cache, this.log);
     this.uploader = new Uploader(
       this.meta,
       this.cache,
@@ -124,15 +127,48 @@ export class CoreVfs implements Vfs {
     );
   }
 
-  /** Start background work (upload journal recovery and processing). */
-  start(): void {
-    if (!this.readOnly) this.uploader.start();
+  /** Recover from the previous run, then start background work (the upload journal). */
+  async start(): Promise<void> {
+    if (this.readOnly) return;
+    await this.remoteOps.replay();
+    await this.recoverTornFiles();
+    this.uploader.start();
+  }
+
+  /**
+   * A file that was being written when the daemon died (kill -9, power loss) may have bytes whose
+   * cache ranges were never made durable: they were not acknowledged (no close/fsync returned
+   * after them). Like a local file system after a crash, keep what is known and cut the
+   * unsynced tail, so the file can be uploaded; acknowledged data is always covered by the
+   * ranges saved at close/fsync.
+   */
+  private async recoverTornFiles(): Promise<void> {
+    for (const n of this.meta.unsyncedNodes()) {
+      if (n.type !== 'file' || n.state !== 'dirty') continue;
+      const hadEntry = this.cache.has(n.ino);
+      this.cache.ensure(n.ino, n.size);
+      const size = Math.min(n.size, this.cache.size(n.ino) ?? n.size);
+      const fetchable = n.remoteKey !== null ? Math.min(n.remoteSize ?? 0, size) : 0;
+      const gaps = this.cache.missing(n.ino, fetchable, size - fetchable, { count: false });
+      const valid = gaps.length > 0 ? gaps[0]!.start : size;
+      if (valid === n.size && hadEntry) continue;
+      if (valid !== n.size) {
+        this.log.warn('file was being written when the daemon stopped: its unsynced tail is cut', {
+          path: this.tree.pathOf(n.ino),
+          size: n.size,
+          keptBytes: valid,
+        });
+      }
+      await this.cache.truncate(n.ino, valid);
+      this.meta.updateNode(n.ino, { size: valid });
+    }
   }
 
   /** Stop: no new uploads; in-flight ones finish. Journal entries stay for the next start. */
   async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.remoteOps.stop();
     await this.uploader.stop();
   }
 
@@ -483,15 +519,15 @@ export class CoreVfs implements Vfs {
     const key = this.tree.keyOf(n.ino, 'dir');
     if (key === undefined) throw new FsError('ENOENT', 'rmdir', name);
     await this.uploader.quiesce(n.ino);
+    const path = this.tree.segments(n.ino) ?? [];
     try {
-      await this.store.delete([key]);
+      await this.remoteOps.run({ kind: 'delete', keys: [key], path }, () => {
+        this.meta.removeEdge(parent, name);
+        this.meta.deleteNode(n.ino);
+      });
     } catch (e) {
       throw this.backendError('delete', key, e);
     }
-    this.meta.transaction(() => {
-      this.meta.removeEdge(parent, name);
-      this.meta.deleteNode(n.ino);
-    });
   }
 
   // ---------------------------------------------------------------- files
@@ -681,18 +717,19 @@ export class CoreVfs implements Vfs {
     const cur = this.meta.getNode(n.ino) ?? n;
     const key = this.tree.keyOf(n.ino, n.type);
     const keys = [...new Set([cur.remoteKey, key].filter((k): k is string => typeof k === 'string'))];
+    const path = this.tree.segments(n.ino) ?? [];
+    let stillOpen = false;
     try {
-      if (keys.length > 0) await this.store.delete(keys);
+      await this.remoteOps.run({ kind: 'delete', keys, path }, () => {
+        stillOpen = this.openCount.has(n.ino);
+        this.meta.removeEdge(parent, name);
+        this.meta.removeUpload(n.ino);
+        if (!stillOpen) this.meta.deleteNode(n.ino);
+        else this.meta.updateNode(n.ino, { remoteKey: null, etag: null, state: 'clean' });
+      });
     } catch (e) {
       throw this.backendError('delete', keys.join(','), e);
     }
-    const stillOpen = this.openCount.has(n.ino);
-    this.meta.transaction(() => {
-      this.meta.removeEdge(parent, name);
-      this.meta.removeUpload(n.ino);
-      if (!stillOpen) this.meta.deleteNode(n.ino);
-      else this.meta.updateNode(n.ino, { remoteKey: null, etag: null, state: 'clean' });
-    });
     if (!stillOpen) await this.cache.drop(n.ino);
   }
 
@@ -824,45 +861,43 @@ export class CoreVfs implements Vfs {
   ): Promise<void> {
     const src = this.meta.getNode(src0.ino) ?? src0;
     const oldKey = this.tree.keyOf(src.ino, src.type);
-    let remote: { remoteKey: string | null; etag: string | null } = { remoteKey: src.remoteKey, etag: src.etag };
+    const fromPath = this.tree.segments(src.ino) ?? [];
+    const toPath = [...(this.tree.segments(newParent) ?? []), newName];
+    // Server-side copy of the bucket's copy (even for a dirty file, whose unread ranges live only
+    // there), then delete the old key; metadata travels with the copy. A file not in the bucket
+    // yet only moves locally (it uploads to its new key), and a replaced destination's object
+    // must not survive under the new name.
+    const deletes = [src.remoteKey, oldKey].filter((k): k is string => typeof k === 'string' && k !== newKey);
+    if (src.remoteKey === null && dst?.remoteKey) deletes.push(dst.remoteKey);
+    const metadata = encodePosixMeta({
+      type: src.type,
+      mode: src.mode,
+      uid: src.uid,
+      gid: src.gid,
+      mtimeNs: src.mtimeNs,
+      atimeNs: src.atimeNs,
+    });
+    let dstOpen = false;
     try {
-      if (src.remoteKey !== null) {
-        // Server-side copy of the bucket's copy (even for a dirty file, whose unread ranges live
-        // only there), then delete the old key. Metadata travels with the copy.
-        const meta = encodePosixMeta({
-          type: src.type,
-          mode: src.mode,
-          uid: src.uid,
-          gid: src.gid,
-          mtimeNs: src.mtimeNs,
-          atimeNs: src.atimeNs,
-        });
-        const r = await this.store.copy(src.remoteKey, newKey, {
-          size: src.remoteSize ?? src.size,
-          metadata: meta,
-        });
-        remote = { remoteKey: newKey, etag: r.etag };
-      } else if (dst?.remoteKey) {
-        // The destination's object must not survive under the new name.
-        await this.store.delete([dst.remoteKey]);
-      }
-      const stale = [src.remoteKey, oldKey].filter((k): k is string => typeof k === 'string' && k !== newKey);
-      if (stale.length > 0) await this.store.delete([...new Set(stale)]);
+      await this.remoteOps.run(
+        { kind: 'rename', from: src.remoteKey, to: newKey, size: src.remoteSize ?? src.size, metadata, deletes, fromPath, toPath },
+        (r) => {
+          dstOpen = dst ? this.openCount.has(dst.ino) : false;
+          if (dst) {
+            this.meta.removeEdge(newParent, newName);
+            this.meta.removeUpload(dst.ino);
+            if (!dstOpen) this.meta.deleteNode(dst.ino);
+            else this.meta.updateNode(dst.ino, { remoteKey: null, etag: null, state: 'clean' });
+          }
+          this.meta.moveEdge(parent, name, newParent, newName);
+          const remote = src.remoteKey !== null ? { remoteKey: newKey, etag: r.etag ?? null } : {};
+          const meta = src.state === 'meta' ? { state: 'clean' as const } : {};
+          this.meta.updateNode(src.ino, { ...remote, ctimeNs: nowNs(), ...meta });
+        },
+      );
     } catch (e) {
       throw this.backendError('rename', oldKey ?? name, e);
     }
-    const dstOpen = dst ? this.openCount.has(dst.ino) : false;
-    this.meta.transaction(() => {
-      if (dst) {
-        this.meta.removeEdge(newParent, newName);
-        this.meta.removeUpload(dst.ino);
-        if (!dstOpen) this.meta.deleteNode(dst.ino);
-        else this.meta.updateNode(dst.ino, { remoteKey: null, etag: null, state: 'clean' });
-      }
-      this.meta.moveEdge(parent, name, newParent, newName);
-      const meta = src.state === 'meta' ? { state: 'clean' as const } : {};
-      this.meta.updateNode(src.ino, { ...remote, ctimeNs: nowNs(), ...meta });
-    });
     this.uploader.touch(src.ino);
     if (dst && !dstOpen) await this.cache.drop(dst.ino);
     // A dirty file uploads to its new key later (cache mode) or now (write-through).
@@ -880,47 +915,23 @@ export class CoreVfs implements Vfs {
   ): Promise<void> {
     const oldKey = this.tree.keyOf(src.ino, 'dir');
     if (oldKey === undefined) throw new FsError('ENOENT', 'rename', name);
-    // Every object below the old prefix, whether this gateway has listed it or not.
-    const moved: Array<{ from: string; to: string; size: number }> = [];
+    const fromPath = this.tree.segments(src.ino) ?? [];
+    const toPath = [...(this.tree.segments(newParent) ?? []), newName];
+    // Every object below the old prefix moves, whether this gateway has listed it or not.
     try {
-      let token: string | undefined;
-      do {
-        const page = await this.store.list(oldKey, token ? { token } : {});
-        for (const o of page.objects) moved.push({ from: o.key, to: newKey + o.key.slice(oldKey.length), size: o.size });
-        token = page.nextToken;
-      } while (token);
-      if (dst) await this.store.delete([newKey]);
-      // Copy everything first, then delete: a failure halfway leaves both trees, never neither.
-      const copies = new Map<string, string>();
-      const queue = [...moved];
-      const worker = async (): Promise<void> => {
-        for (let m = queue.shift(); m; m = queue.shift()) {
-          const r = await this.store.copy(m.from, m.to, { size: m.size });
-          copies.set(m.from, r.etag);
-        }
-      };
-      await Promise.all(Array.from({ length: 8 }, worker));
-      for (let i = 0; i < moved.length; i += 1000) await this.store.delete(moved.slice(i, i + 1000).map((m) => m.from));
-      this.meta.transaction(() => {
-        for (const d of this.meta.descendants(src.ino)) {
-          const rk = d.node.remoteKey;
-          if (rk !== null && rk.startsWith(oldKey)) {
-            const to = newKey + rk.slice(oldKey.length);
-            this.meta.updateNode(d.node.ino, { remoteKey: to, etag: copies.get(rk) ?? d.node.etag });
+      await this.remoteOps.run(
+        { kind: 'renamedir', from: oldKey, to: newKey, replacedMarker: dst !== undefined, fromPath, toPath },
+        (r) => {
+          if (dst) {
+            this.meta.removeEdge(newParent, newName);
+            this.meta.deleteNode(dst.ino);
           }
-        }
-        if (src.remoteKey !== null) this.meta.updateNode(src.ino, { remoteKey: newKey });
-        if (dst) {
-          this.meta.removeEdge(newParent, newName);
-          this.meta.deleteNode(dst.ino);
-        }
-        this.meta.moveEdge(parent, name, newParent, newName);
-        this.meta.updateNode(src.ino, { ctimeNs: nowNs() });
-        // Dirty files below upload to their new keys.
-        for (const d of this.meta.descendants(src.ino)) {
-          if (d.node.state !== 'clean') this.meta.enqueueUpload(d.node.ino, Date.now());
-        }
-      });
+          this.meta.moveEdge(parent, name, newParent, newName);
+          this.meta.updateNode(src.ino, { ctimeNs: nowNs() });
+          // Remote keys below move to the new prefix; dirty files below upload to their new keys.
+          this.remoteOps.rekey(src.ino, oldKey, newKey, r.copies ?? new Map());
+        },
+      );
     } catch (e) {
       throw this.backendError('rename', oldKey, e);
     }

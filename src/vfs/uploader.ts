@@ -110,11 +110,14 @@ export class Uploader {
     await r.promise;
   }
 
-  /** Abort and wait for a running upload of `ino` (before a namespace change touches it). */
+  /**
+   * Wait for a running upload of `ino` (before a namespace change touches its keys). It is not
+   * aborted: a server may still store an aborted single-part PUT after a later DELETE, which
+   * would leave an orphan object.
+   */
   async quiesce(ino: Ino): Promise<void> {
     const r = this.inflight.get(ino);
     if (!r) return;
-    r.abort.abort();
     await r.promise.catch(() => undefined);
   }
 
@@ -122,7 +125,7 @@ export class Uploader {
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     this.paused++;
     try {
-      for (const r of this.inflight.values()) r.abort.abort();
+      // Wait (no abort, see quiesce) for running uploads; none start while paused.
       await Promise.allSettled([...this.inflight.values()].map((r) => r.promise));
       return await fn();
     } finally {

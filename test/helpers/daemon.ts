@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -20,8 +20,17 @@ export function assertBuilt(): void {
 }
 
 export async function isMounted(path: string): Promise<boolean> {
+  return (await mountIds(path)).length > 0;
+}
+
+/** Mount ids of the mounts at `path` (a stale mount of a killed daemon keeps its id). */
+export async function mountIds(path: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').some((l) => l.split(' ')[4] === path);
+  return text
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[4] === path)
+    .map((f) => f[0]!);
 }
 
 export interface Daemon {
@@ -64,7 +73,8 @@ export async function startDaemon(args: string[], env: DaemonEnv, mountpoint?: s
   if (mountpoint) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (await isMounted(mountpoint)) break;
+      // Mounted and answering (a stale mount of a killed daemon fails stat with ENOTCONN).
+      if ((await isMounted(mountpoint)) && (await stat(mountpoint).then(() => true, () => false))) break;
       if (proc.exitCode !== null) throw new Error(`bucketgate exited (${proc.exitCode}) before mounting:\n${out}`);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');

@@ -60,7 +60,7 @@ export async function createTestVfs(opts: TestVfsOptions = {}): Promise<TestVfs>
     store,
     logger: log,
   });
-  if (!opts.noStart) vfs.start();
+  if (!opts.noStart) await vfs.start();
   return {
     vfs,
     meta,

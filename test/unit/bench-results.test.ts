@@ -97,6 +97,18 @@ describe('Recorder', () => {
       { system: 's3fs', workload: 'untar', samples: [], median: null, error: 'x; y' },
     ]);
   });
+  it('marks each sample with its time window when given a clock', () => {
+    let t = 100;
+    const r = new Recorder(() => t);
+    r.add('bg-cache', 'write', { seconds: 2 });
+    t = 150;
+    r.add('bg-cache', 'untar', { seconds: 5 });
+    expect(r.marks).toEqual([
+      { system: 'bg-cache', workload: 'write', from: 98, to: 100 },
+      { system: 'bg-cache', workload: 'untar', from: 145, to: 150 },
+    ]);
+    expect(new Recorder().marks).toEqual([]);
+  });
   it('orders rows by system then workload', () => {
     const r = new Recorder();
     r.add('s3fs', 'write', { seconds: 1 });
@@ -236,6 +248,29 @@ describe('cpuprofile summary', () => {
     expect(s.busyMs).toBe(4);
     expect(s.top[0]).toEqual({ name: 'hot (dist/vfs/core.js:10)', selfMs: 3, pct: 75 });
     expect(s.top[1]?.name).toBe('(anonymous) (pkg/a.js:1)');
+  });
+  it('restricts to a time window and gives inclusive times of own code', () => {
+    const p: CpuProfile = {
+      startTime: 1000,
+      endTime: 2000,
+      nodes: [
+        { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 }, children: [2] },
+        { id: 2, callFrame: { functionName: 'outer', url: 'file:///r/dist/a.js', lineNumber: 0 }, children: [3, 4] },
+        { id: 3, callFrame: { functionName: 'inner', url: 'file:///r/dist/b.js', lineNumber: 4 } },
+        { id: 4, callFrame: { functionName: 'lib', url: 'file:///r/node_modules/x/c.js', lineNumber: 0 } },
+      ],
+      // samples at t = 1100 (inner), 1200 (lib), 1300 (outer), 1400 (inner)
+      samples: [3, 4, 2, 3],
+      timeDeltas: [100, 100, 100, 100],
+    };
+    const own = (url: string): boolean => url.includes('/dist/');
+    const all = summarizeProfile(p, { own });
+    expect(all.ownTotal?.[0]).toMatchObject({ name: 'outer (dist/a.js:1)', selfMs: 0.3 });
+    const w = summarizeProfile(p, { fromUs: 1150, toUs: 1350, own });
+    // only the samples at 1200 (lib, 100 us) and 1300 (outer, 100 us)
+    expect(w.busyMs).toBeCloseTo(0.2);
+    expect(w.top.map((h) => h.name).sort()).toEqual(['lib (x/c.js:1)', 'outer (dist/a.js:1)']);
+    expect(w.ownTotal?.map((h) => [h.name, h.selfMs])).toEqual([['outer (dist/a.js:1)', 0.2]]);
   });
   it('falls back to hit counts', () => {
     const s = summarizeProfile({
