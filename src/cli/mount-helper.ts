@@ -166,14 +166,30 @@ function onPath(cmd: string): boolean {
   return false;
 }
 
-async function isMounted(target: string): Promise<boolean> {
+/** The source (`bucketgate:NAME`) of the fuse.bucketgate mount at `target`, if any. */
+function mountedSource(target: string): string | undefined {
   const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').some((l) => {
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  for (const l of text.split('\n')) {
     const f = l.split(' ');
-    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
     const sep = f.indexOf('-');
-    return mp === target && sep > 0 && f[sep + 1] === 'fuse.bucketgate';
-  });
+    if (unescape(f[4] ?? '') === target && sep > 0 && f[sep + 1] === 'fuse.bucketgate') return unescape(f[sep + 2] ?? '');
+  }
+  return undefined;
+}
+
+async function isMounted(target: string): Promise<boolean> {
+  return mountedSource(target) !== undefined;
+}
+
+/** A mount that answers (a stale one of a killed daemon fails with ENOTCONN). */
+function isLive(target: string): boolean {
+  try {
+    statSync(target);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function tail(file: string, fromByte: number): string {
@@ -229,7 +245,16 @@ async function run(argv: readonly string[]): Promise<number> {
     if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: would run ${process.execPath} ${daemonArgv.join(' ')}\n`);
     return 0;
   }
-  if (await isMounted(target)) throw new HelperError(`${target} is already mounted (fuse.bucketgate)`, 32);
+  // `mount -a` cannot tell that the share is mounted (the mount's source is bucketgate:NAME, not
+  // the s3:// URL of fstab), so a live mount of the same share is success, as mount -a expects.
+  const existing = mountedSource(target);
+  if (existing !== undefined && isLive(target)) {
+    if (existing === `bucketgate:${cfg.name}`) {
+      if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: ${a.source} is already mounted at ${target}\n`);
+      return 0;
+    }
+    throw new HelperError(`${target} is already mounted (${existing})`, 32);
+  }
 
   const env: NodeJS.ProcessEnv = { ...process.env, BUCKETGATE_READY_FD: '3', NODE_OPTIONS: '' };
   delete env.NOTIFY_SOCKET;

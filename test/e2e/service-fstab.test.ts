@@ -1,0 +1,161 @@
+/**
+ * End to end: the fstab helper `mount.fuse.bucketgate`, called exactly as mount(8) calls it
+ * (`SOURCE TARGET -v -o OPTIONS`), then through util-linux mount itself (`mount -t
+ * fuse.bucketgate`, `mount -T FSTAB TARGET`, `mount -a -T FSTAB`) with the helper installed as
+ * /sbin/mount.fuse.bucketgate for the duration of the test (root only; skipped with a message
+ * when /sbin/mount.fuse.bucketgate belongs to someone else). The helper returns once the mount
+ * is up, leaves the daemon running detached, and reports the daemon's error with status 32.
+ */
+import { execFile } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, cli, isMounted, ROOT, sh } from '../helpers/daemon.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+
+const pexec = promisify(execFile);
+const HELPER = join(ROOT, 'bin', 'mount.fuse.bucketgate');
+const SBIN_HELPER = '/sbin/mount.fuse.bucketgate';
+
+let s3: S3rverHandle;
+let work: string;
+let installed = false;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  assertBuilt();
+  s3 = await startS3rver({ buckets: ['test'] });
+  work = await mkdtemp(join(tmpdir(), 'bg-svc-fstab-'));
+  env = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, NODE_OPTIONS: '' };
+});
+
+afterAll(async () => {
+  // umount makes each detached daemon exit (it sees its mount go away).
+  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount "$m" || umount -l "$m" || true; done`).catch(() => undefined);
+  if (installed) await unlink(SBIN_HELPER).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 500));
+  await s3?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await pexec(cmd, args, { env, timeout: 90_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}
+
+/** fstab options of a test share. */
+function opts(name: string, extra = ''): string {
+  return [
+    '_netdev',
+    `cache-dir=${join(work, 'cache', name)}`,
+    `endpoint=${s3.endpoint}`,
+    'path-style',
+    `admin-dir=${join(work, 'run')}`,
+    'refresh-interval=0',
+    `log-file=${join(work, `${name}.log`)}`,
+    ...(extra ? [extra] : []),
+  ].join(',');
+}
+
+async function daemonGone(mnt: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const ps = await sh(`ps -eo args | grep -F 'bucketgate mount' | grep -F '${mnt}' | grep -v grep || true`);
+    if (ps.trim() === '') return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the daemon of ${mnt} is still running after umount`);
+}
+
+describe('mount.fuse.bucketgate', () => {
+  it('mounts when called the way mount(8) calls it, and returns only once the mount is up', async () => {
+    const mnt = join(work, 'mnt1');
+    await mkdir(mnt, { recursive: true });
+    const r = await run(HELPER, ['s3://test/fstab1', mnt, '-v', '-o', `rw,${opts('one', 'allow_other')}`]);
+    expect(r.stderr).toMatch(/mounted at/);
+    expect(r.code).toBe(0);
+    expect(await isMounted(mnt)).toBe(true); // already, when the helper returned
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).toMatch(new RegExp(`${mnt} .* - fuse\\.bucketgate bucketgate:test-fstab1 .*allow_other`));
+    await writeFile(join(mnt, 'hello.txt'), 'hello via fstab\n');
+    expect(await readFile(join(mnt, 'hello.txt'), 'utf8')).toBe('hello via fstab\n');
+    // The detached daemon answers admin commands by mountpoint.
+    const st = await cli(['status', mnt, '--json', '--admin-dir', join(work, 'run')]);
+    expect(st.code).toBe(0);
+    expect(JSON.parse(st.stdout)).toMatchObject({ name: 'test-fstab1', mountpoint: mnt });
+    // Its log went to log-file=.
+    expect(await readFile(join(work, 'one.log'), 'utf8')).toMatch(/share started share="test-fstab1"/);
+    await sh(`umount '${mnt}'`);
+    await daemonGone(mnt);
+  });
+
+  it('reports the daemon error with status 32, bad options with status 1, and checks only with -f', async () => {
+    const mnt = join(work, 'mnt2');
+    await mkdir(mnt, { recursive: true });
+    const nob = await run(HELPER, ['s3://no-such-bucket', mnt, '-o', opts('two')]);
+    expect(nob.code).toBe(32);
+    expect(nob.stderr).toMatch(/mount\.fuse\.bucketgate: bucket "no-such-bucket" does not exist/);
+    expect(await isMounted(mnt)).toBe(false);
+    const bad = await run(HELPER, ['s3://test/x', mnt, '-o', `${opts('two')},cache-size=20X`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/cache-size: "20X" is not a size/);
+    const fake = await run(HELPER, ['s3://test/x', mnt, '-f', '-o', opts('two')]);
+    expect(fake.code).toBe(0);
+    expect(await isMounted(mnt)).toBe(false);
+    const notdir = await run(HELPER, ['s3://test/x', join(work, 'nope'), '-o', opts('two')]);
+    expect(notdir.code).toBe(32);
+    expect(notdir.stderr).toMatch(/does not exist \(create it with mkdir -p\)/);
+  });
+
+  it('works through util-linux mount: mount -t, mount -T FSTAB TARGET and mount -a', async (ctx) => {
+    const existing = await lstat(SBIN_HELPER).then(
+      () => true,
+      () => false,
+    );
+    if (existing && (await readlink(SBIN_HELPER).catch(() => '')) !== HELPER) {
+      ctx.skip(`${SBIN_HELPER} exists and is not this checkout's helper: not replacing it`);
+    }
+    if (!existing) {
+      await symlink(HELPER, SBIN_HELPER);
+      installed = true;
+    }
+    const mnt = join(work, 'mnt3');
+    await mkdir(mnt, { recursive: true });
+
+    const t = await run('mount', ['-t', 'fuse.bucketgate', 's3://test/fstab3', mnt, '-o', opts('three')]);
+    expect(t.stderr).toBe('');
+    expect(t.code).toBe(0);
+    expect(await isMounted(mnt)).toBe(true);
+    await writeFile(join(mnt, 'a.txt'), 'a');
+    await sh(`umount '${mnt}'`);
+    await daemonGone(mnt);
+
+    const fstab = join(work, 'fstab');
+    await writeFile(fstab, `# test fstab\ns3://test/fstab4 ${mnt} fuse.bucketgate ${opts('four')} 0 0\n`);
+    const byTarget = await run('mount', ['-T', fstab, mnt]);
+    expect(byTarget.stderr).toBe('');
+    expect(byTarget.code).toBe(0);
+    expect(await isMounted(mnt)).toBe(true);
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).toContain('bucketgate:test-fstab4');
+    await sh(`umount '${mnt}'`);
+    await daemonGone(mnt);
+
+    const all = await run('mount', ['-a', '-T', fstab, '-t', 'fuse.bucketgate']);
+    expect(all.code).toBe(0);
+    expect(await isMounted(mnt)).toBe(true);
+    // mount -a again: already mounted, nothing to do.
+    expect((await run('mount', ['-a', '-T', fstab, '-t', 'fuse.bucketgate'])).code).toBe(0);
+    await sh(`umount '${mnt}'`);
+    await daemonGone(mnt);
+
+    const failing = await run('mount', ['-t', 'fuse.bucketgate', 's3://no-such-bucket', mnt, '-o', opts('five')]);
+    expect(failing.code).toBe(32);
+    expect(failing.stderr).toMatch(/bucket "no-such-bucket" does not exist/);
+  });
+});
