@@ -508,6 +508,9 @@ export class DiskDataCache implements DataCache {
     const e = this.entries.get(ino);
     if (!e || data.length === 0) return;
     let grew = false;
+    // Make room first (clean, unpinned data only): reads never wait, but they should not push
+    // the cache past its limit when something can be evicted.
+    if (this.usedBytes + data.length > this.limitBytes) this.evictFor(data.length);
     await this.mutate(e, 'fill', 'ignore', async () => {
       const want: ByteRange = { start: offset, end: Math.min(offset + data.length, e.size) };
       const segs = missingRanges(want, e.present);

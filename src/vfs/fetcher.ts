@@ -11,6 +11,7 @@ import type { FsError } from '../core/errors.js';
 import type { DataCache } from '../datacache/types.js';
 import type { ObjectStore } from '../objectstore/types.js';
 import { Limiter } from './limiter.js';
+import { retryTransient } from './retry.js';
 
 export interface RemoteSource {
   ino: Ino;
@@ -93,7 +94,7 @@ export class Fetcher {
   private async fetch(src: RemoteSource, start: number, end: number): Promise<void> {
     let data: Buffer;
     try {
-      data = await this.store.getRange(src.key, start, end, src.etag ? { ifMatch: src.etag } : undefined);
+      data = await retryTransient(() => this.store.getRange(src.key, start, end, src.etag ? { ifMatch: src.etag } : undefined));
     } catch (e) {
       throw this.onBackendError('get', src.key, e);
     }

@@ -15,6 +15,7 @@ import type { ObjectStore } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 import { decodePosixMeta } from '../objectstore/posix-meta.js';
 import { Limiter } from './limiter.js';
+import { retryTransient } from './retry.js';
 import type { InvalidateEvent } from './types.js';
 
 export interface ShareDefaults {
@@ -99,7 +100,16 @@ export class RemoteTree {
   async ensureListed(dir: NodeRow): Promise<void> {
     const st = this.meta.getDirState(dir.ino);
     if (st?.complete && (this.hooks.ttlMs <= 0 || Date.now() - st.listedAtMs < this.hooks.ttlMs)) return;
-    await this.listDir(dir.ino);
+    try {
+      await this.listDir(dir.ino);
+    } catch (e) {
+      if (!st?.complete) throw e;
+      // The backend is unreachable but the directory is known: serve the cached listing (stale
+      // beats failing) and try again in a little while rather than on every access.
+      const retryMs = Math.min(this.hooks.ttlMs, 10_000);
+      this.meta.setDirState(dir.ino, { complete: true, listedAtMs: Date.now() - this.hooks.ttlMs + retryMs });
+      this.log.warn('cannot refresh a directory listing; serving the cached one', { path: this.pathOf(dir.ino) });
+    }
   }
 
   /** List (or re-list) one directory and apply the differences. Deduplicated per directory. */
@@ -122,7 +132,7 @@ export class RemoteTree {
     do {
       let page;
       try {
-        page = await this.store.list(dirPrefix, { delimiter: '/', ...(token ? { token } : {}) });
+        page = await retryTransient(() => this.store.list(dirPrefix, { delimiter: '/', ...(token ? { token } : {}) }));
       } catch (e) {
         throw this.onBackendError('list', dirPrefix, e);
       }
@@ -359,7 +369,7 @@ export class RemoteTree {
     }
     let head;
     try {
-      head = await this.store.head(key);
+      head = await retryTransient(() => this.store.head(key));
     } catch (e) {
       throw this.onBackendError('head', key, e);
     }

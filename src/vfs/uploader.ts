@@ -137,11 +137,17 @@ export class Uploader {
   /** Resolves when the journal is empty (or `timeoutMs` passes: then rejects with ETIMEDOUT). */
   async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    // Everything queued is due now, failing entries included (their backoff restarts from here).
+    for (const e of this.meta.allUploads()) if (e.dueMs > Date.now()) this.meta.enqueueUpload(e.ino, Date.now());
     for (;;) {
       const entries = this.meta.allUploads();
       if (entries.length === 0 && this.inflight.size === 0) return;
-      if (Date.now() > deadline) throw new FsError('ETIMEDOUT', 'flush', undefined, { message: 'uploads did not finish in time' });
-      // Make everything due now.
+      if (Date.now() > deadline) {
+        throw new FsError('ETIMEDOUT', 'flush', undefined, {
+          message: `uploads did not finish in time (${entries.length} files still queued)`,
+        });
+      }
+      // Entries closed during the flush become due at once too.
       for (const e of entries) if (e.dueMs > Date.now() && e.attempts === 0) this.meta.enqueueUpload(e.ino, Date.now());
       this.pump();
       await new Promise<void>((r) => {
