@@ -8,6 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -64,6 +65,17 @@ function opts(name: string, extra = ''): string {
   ].join(',');
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function daemonGone(mnt: string): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
@@ -78,7 +90,8 @@ describe('mount.fuse.bucketgate', () => {
   it('mounts when called the way mount(8) calls it, and returns only once the mount is up', async () => {
     const mnt = join(work, 'mnt1');
     await mkdir(mnt, { recursive: true });
-    const r = await run(HELPER, ['s3://test/fstab1', mnt, '-v', '-o', `rw,${opts('one', 'allow_other')}`]);
+    const metricsPort = await freePort();
+    const r = await run(HELPER, ['s3://test/fstab1', mnt, '-v', '-o', `rw,${opts('one', 'allow_other')},metrics=${metricsPort}`]);
     expect(r.stderr).toMatch(/mounted at/);
     expect(r.code).toBe(0);
     expect(await isMounted(mnt)).toBe(true); // already, when the helper returned
@@ -89,6 +102,10 @@ describe('mount.fuse.bucketgate', () => {
     const st = await cli(['status', mnt, '--json', '--admin-dir', join(work, 'run')]);
     expect(st.code).toBe(0);
     expect(JSON.parse(st.stdout)).toMatchObject({ name: 'test-fstab1', mountpoint: mnt });
+    // Helper options reach the daemon: metrics=PORT serves this mount's metrics on loopback.
+    const m = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(m).toMatch(/^bucketgate_vfs_operations_total\{share="test-fstab1",protocol="fuse",op="write",result="ok"\} [1-9]/m);
+    expect(m).toMatch(/^bucketgate_share_info\{share="test-fstab1"/m);
     // Its log went to log-file=.
     expect(await readFile(join(work, 'one.log'), 'utf8')).toMatch(/share started share="test-fstab1"/);
     await sh(`umount '${mnt}'`);

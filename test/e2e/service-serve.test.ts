@@ -90,6 +90,19 @@ describe('bucketgate serve', () => {
     expect(c.code).toBe(0);
     expect(c.stdout).toMatch(/OK, 2 shares\n {2}test-x: s3:\/\/test\/x -> \/mnt\/x .*\n {2}other: s3:\/\/other -> nfs 127\.0\.0\.1:2049:\/other/);
     expect((await cli(['serve'])).code).toBe(2);
+    // A share that cannot start stops the others and exits 1 (systemd restarts it).
+    const [p1, p2] = [await freePort(), await freePort()];
+    const broken = join(work, 'broken.yaml');
+    await writeFile(
+      broken,
+      `adminDir: run-broken\ncacheRoot: cache-broken\ndefaults: {endpoint: "${s3.endpoint}", pathStyle: true, noFuse: true, nfsSquash: none}\n` +
+        `shares:\n  - {url: "s3://test/ok", nfs: "127.0.0.1:${p1}"}\n  - {url: "s3://no-such-bucket", nfs: "127.0.0.1:${p2}"}\n`,
+    );
+    const b = await cli(['serve', '--config', broken], { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey });
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/bucketgate: bucket "no-such-bucket" does not exist/);
+    expect(b.stderr).toMatch(/share stopped share="test-ok"/);
+    expect(await portOpen(p1)).toBe(false);
   });
 
   it('runs a FUSE and an NFS share, reports readiness, metrics and audit events, reloads on SIGHUP, stops on SIGTERM', async () => {

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { mountHelper, parseHelperArgv, splitHelperOptions } from '../../src/cli/mount-helper.js';
+import { takeServiceFlags } from '../../src/cli/service-flags.js';
 
 describe('mount.fuse.bucketgate arguments', () => {
   it('reads SOURCE TARGET and the flags mount(8) adds', () => {
@@ -49,5 +50,22 @@ describe('mount.fuse.bucketgate arguments', () => {
     }
     expect(writes.join('')).toMatch(/mount\.fuse\.bucketgate: -o cache-size: "20X" is not a size/);
     expect(writes.join('')).toMatch(/unknown mount option "cache-sise" \(did you mean cache-size\?\)/);
+  });
+});
+
+describe('bucketgate mount daemon-wide flags', () => {
+  it('takes --metrics, --audit-log and --log-format out of the arguments', () => {
+    const args = ['s3://b', '/m', '--metrics', '9464', '--cache-size', '1G', '--audit-log=a.log', '--log-format', 'json'];
+    expect(takeServiceFlags(args, '/srv')).toEqual({
+      metrics: { host: '127.0.0.1', port: 9464 },
+      auditLog: '/srv/a.log',
+      logFormat: 'json',
+    });
+    expect(args).toEqual(['s3://b', '/m', '--cache-size', '1G']);
+    expect(takeServiceFlags(['--metrics=[::1]:9100']).metrics).toEqual({ host: '::1', port: 9100 });
+    expect(takeServiceFlags(['--metrics', '0.0.0.0:9100']).metrics).toEqual({ host: '0.0.0.0', port: 9100 });
+    expect(() => takeServiceFlags(['--metrics', 'x:y'])).toThrow(/--metrics: "x:y": "y" is not a port/);
+    expect(() => takeServiceFlags(['--log-format', 'xml'])).toThrow(/--log-format: "xml" is not one of text, json/);
+    expect(() => takeServiceFlags(['--audit-log'])).toThrow(/--audit-log needs a value/);
   });
 });
