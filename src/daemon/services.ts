@@ -40,7 +40,7 @@ export function shareSource(share: Share): MeteredShareSource {
 }
 
 export class DaemonServices {
-  readonly metrics = new DaemonMetrics();
+  private metricsInstance: DaemonMetrics | undefined;
   private server: MetricsServer | undefined;
   private audit: AuditLog | undefined;
   private readonly sources = new Map<Share, MeteredShareSource>();
@@ -50,6 +50,12 @@ export class DaemonServices {
    *   on (serve: a reload may switch them on for shares that keep running)
    */
   constructor(private readonly instrumentAlways: boolean) {}
+
+  /** The registry (created on first use: a `mount` without metrics or audit log never needs it). */
+  get metrics(): DaemonMetrics {
+    this.metricsInstance ??= new DaemonMetrics();
+    return this.metricsInstance;
+  }
 
   get metricsAddress(): HostPort | undefined {
     return this.server?.address;
@@ -117,6 +123,7 @@ export class DaemonServices {
 
   /** A started share: its state appears in the metrics. */
   add(share: Share): void {
+    if (!this.metricsInstance && !this.instrumentAlways && !this.server && !this.audit) return;
     const src = shareSource(share);
     this.sources.set(share, src);
     this.metrics.addShare(src);
@@ -124,7 +131,7 @@ export class DaemonServices {
 
   remove(share: Share): void {
     const src = this.sources.get(share);
-    if (src) this.metrics.removeShare(src);
+    if (src) this.metricsInstance?.removeShare(src);
     this.sources.delete(share);
   }
 
