@@ -783,6 +783,7 @@ export class S3ObjectStore implements ObjectStore {
       Metadata: metadata,
       ...(opts.contentType !== undefined ? { ContentType: opts.contentType } : {}),
       ...this.checksumFields(localMd5, crc),
+      ...conditionalFields(opts),
     };
     return this.withRetries('put', key, signal, async () => {
       const res = await this.call('put', key, signal, () =>
@@ -952,6 +953,7 @@ export class S3ObjectStore implements ObjectStore {
             Key: key,
             UploadId: id,
             MultipartUpload: { Parts: completedParts },
+            ...conditionalFields(opts),
             ...(alg !== undefined && fullCrc !== undefined
               ? {
                   ChecksumType: 'FULL_OBJECT' as const,
@@ -1316,4 +1318,11 @@ function urlDecode(s: string): string {
 
 function destroyBody(body: unknown): void {
   if (body instanceof Readable) body.destroy();
+}
+
+/** If-Match / If-None-Match headers of a conditional write. */
+function conditionalFields(opts: PutOptions): { IfMatch?: string; IfNoneMatch?: string } {
+  if (opts.ifMatch !== undefined) return { IfMatch: `"${opts.ifMatch}"` };
+  if (opts.ifNoneMatch === true) return { IfNoneMatch: '*' };
+  return {};
 }

@@ -35,6 +35,13 @@ export interface PutOptions {
   metadata: Record<string, string>;
   contentType?: string;
   signal?: AbortSignal;
+  /**
+   * Conditional write: succeed only if the object's current ETag is this one (If-Match), or only
+   * if no object exists (`ifNoneMatch: true`, If-None-Match: *). A mismatch fails with kind
+   * 'precondition'. Servers without support ignore these headers (see the share's probe).
+   */
+  ifMatch?: string;
+  ifNoneMatch?: boolean;
 }
 
 export interface PutResult {

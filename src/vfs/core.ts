@@ -41,7 +41,9 @@ import { inGroup, permits, stickyAllows } from './access.js';
 import { Fetcher } from './fetcher.js';
 import { RemoteTree, type DiffSummary, type ShareDefaults } from './tree.js';
 import type { Fh, InvalidateEvent, ReaddirResult, Vfs } from './types.js';
+import { randomBytes } from 'node:crypto';
 import { Uploader, type UploadStats } from './uploader.js';
+import { PROBE_PREFIX } from './tree.js';
 import { RemoteOps } from './remote-ops.js';
 
 export type ShareMode = 'cache' | 'write-through';
@@ -132,7 +134,49 @@ export class CoreVfs implements Vfs {
     if (this.readOnly) return;
     await this.remoteOps.replay();
     await this.recoverTornFiles();
+    this.uploader.conditional = await this.probeConditionalWrites();
+    this.uploader.onConflict = (ino, name, key, etag, size) => this.addConflictSibling(ino, name, key, etag, size);
     this.uploader.start();
+  }
+
+  /**
+   * Does the backend honour If-None-Match on PUT? Probed once per share on a private key (two
+   * conditional PUTs; the second must fail with 412). s3rver, for one, ignores the header: then
+   * uploads check with a HEAD first.
+   */
+  private async probeConditionalWrites(): Promise<boolean> {
+    const key = `${this.opts.prefix}${PROBE_PREFIX}${randomBytes(6).toString('hex')}`;
+    try {
+      await this.store.put(key, Buffer.from('1'), { metadata: {}, ifNoneMatch: true });
+      try {
+        await this.store.put(key, Buffer.from('2'), { metadata: {}, ifNoneMatch: true });
+        this.log.info('the object store ignores conditional writes: uploads check for concurrent writers with HEAD');
+        return false;
+      } catch (e) {
+        return e instanceof ObjectStoreError && e.kind === 'precondition';
+      }
+    } catch (e) {
+      this.log.warn('conditional-write probe failed; uploads check for concurrent writers with HEAD', { error: errMessage(e) });
+      return false;
+    } finally {
+      await this.store.delete([key]).catch(() => undefined);
+    }
+  }
+
+  private addConflictSibling(ino: Ino, name: string, key: string, etag: string, size: number): void {
+    const loc = this.meta.parentOf(ino);
+    if (!loc || this.meta.lookup(loc.parent, name)) return;
+    const t = nowNs();
+    this.meta.createChild(loc.parent, name, {
+      ...this.fresh('file', this.opts.defaults.fileMode, this.opts.defaults.uid, this.opts.defaults.gid, t),
+      size,
+      remoteKey: key,
+      etag,
+      remoteSize: size,
+      state: 'clean',
+      metaLoaded: false,
+    });
+    this.emit({ kind: 'entry', parent: loc.parent, name });
   }
 
   /**

@@ -26,6 +26,8 @@ export interface ShareDefaults {
 }
 
 const NAME_BYTES_MAX = 255;
+/** Private keys of the conditional-write probe (never shown). */
+export const PROBE_PREFIX = '.bucketgate-probe-';
 
 export interface DiffSummary {
   added: number;
@@ -139,6 +141,7 @@ export class RemoteTree {
       for (const o of page.objects) {
         const name = o.key.slice(dirPrefix.length);
         if (name === '') continue; // this directory's own marker
+        if (name.startsWith(PROBE_PREFIX)) continue;
         if (!this.acceptable(name, o.key)) continue;
         files.set(name, o);
       }
@@ -181,7 +184,7 @@ export class RemoteTree {
       cookie = page[page.length - 1]!.cookie;
     }
     const toDrop: Ino[] = [];
-    const conflicts: Array<{ name: string; key: string; size: number }> = [];
+    const conflicts: Array<{ name: string; key: string; size: number; etag: string }> = [];
     const invalidate: InvalidateEvent[] = [];
     const firstListing = !this.meta.getDirState(ino);
 
@@ -237,7 +240,7 @@ export class RemoteTree {
           sum.changed++;
           invalidate.push({ kind: 'inode', ino: l.ino });
         } else {
-          conflicts.push({ name, key: o.key, size: o.size });
+          conflicts.push({ name, key: o.key, size: o.size, etag: o.etag });
         }
       }
       if (!firstListing) {
@@ -274,9 +277,9 @@ export class RemoteTree {
         if (!this.meta.lookup(ino, cname)) {
           this.meta.createChild(ino, cname, this.remoteNode('file', c.size, ckey, r.etag, now));
         }
-        // The local version wins the name: its upload replaces the remote object.
+        // The local version wins the name: its upload replaces the remote version it now knows.
         const l = this.meta.lookup(ino, c.name);
-        if (l) this.meta.updateNode(l.ino, { etag: null });
+        if (l) this.meta.updateNode(l.ino, { etag: c.etag, remoteKey: c.key, remoteSize: c.size });
         sum.conflicts++;
         this.log.warn('conflict: the object changed in the bucket while the local file had unsynced changes; the remote version was kept as a sibling', {
           key: c.key,

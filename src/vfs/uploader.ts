@@ -17,7 +17,7 @@ import { FsError, errMessage } from '../core/errors.js';
 import type { DataCache } from '../datacache/types.js';
 import type { Logger } from '../log/index.js';
 import type { MetaStore, NodeRow } from '../metastore/types.js';
-import type { ObjectStore } from '../objectstore/types.js';
+import type { ObjectStore, PutBody, PutOptions } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
 import type { Fetcher } from './fetcher.js';
@@ -263,7 +263,7 @@ export class Uploader {
       result = { etag: r.etag, remoteKey: key, remoteSize: node.remoteSize ?? node.size, bytes: 0 };
     } else if (node.type === 'symlink') {
       const body = Buffer.from(node.symlink ?? '', 'utf8');
-      const r = await this.store.put(key, body, { metadata, signal });
+      const r = await this.guardedPut(node, key, body, { metadata, signal });
       result = { etag: r.etag, remoteKey: key, remoteSize: body.length, bytes: body.length };
     } else {
       result = await this.uploadData(node, key, metadata, signal);
@@ -297,6 +297,46 @@ export class Uploader {
     this.log.debug('uploaded', { key, bytes: result.bytes, clean });
   }
 
+  /**
+   * Upload that detects a concurrent writer: the object at `key` must still be the version this
+   * gateway last saw (or absent for a new file). With conditional-write support that is the
+   * server's If-Match / If-None-Match; otherwise a HEAD just before the upload. When someone else
+   * changed it, their version is preserved as `NAME.conflict-<timestamp>` first, then ours wins.
+   */
+  private async guardedPut(node: NodeRow, key: string, body: PutBody, opts: PutOptions): Promise<{ etag: string }> {
+    const expected = node.remoteKey === key ? node.etag : null;
+    if (this.conditional) {
+      try {
+        return await this.store.put(key, body, { ...opts, ...(expected !== null ? { ifMatch: expected } : { ifNoneMatch: true }) });
+      } catch (e) {
+        if (!(e instanceof ObjectStoreError) || e.kind !== 'precondition') throw e;
+      }
+      await this.preserveTheirs(node, key);
+      return this.store.put(key, body, opts);
+    }
+    const head = await this.store.head(key, opts.signal);
+    if (head && head.etag !== expected) await this.preserveTheirs(node, key);
+    return this.store.put(key, body, opts);
+  }
+
+  /** Copy the other writer's object at `key` to a sibling conflict name (bucket and local view). */
+  private async preserveTheirs(node: NodeRow, key: string): Promise<void> {
+    const head = await this.store.head(key);
+    if (!head) return;
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const ckey = `${key}.conflict-${stamp}`;
+    const r = await this.store.copy(key, ckey, { size: head.size });
+    this.log.warn('conflict: the object was changed in the bucket by another writer; their version is kept as a sibling', {
+      key,
+      preservedAs: ckey,
+    });
+    this.onConflict(node.ino, ckey.slice(ckey.lastIndexOf('/') + 1), ckey, r.etag, head.size);
+  }
+
+  /** Set by the VFS after probing the backend once per share. */
+  conditional = false;
+  onConflict: (ino: Ino, name: string, key: string, etag: string, size: number) => void = () => undefined;
+
   private async uploadData(
     node: NodeRow,
     key: string,
@@ -324,7 +364,7 @@ export class Uploader {
       const version = this.cache.version(ino);
       const path = this.cache.filePath(ino);
       // Once nothing is missing the cache file is exactly `size` bytes (datacache invariant).
-      const r = await this.store.put(key, size === 0 ? Buffer.alloc(0) : { path, size }, { metadata, signal });
+      const r = await this.guardedPut(node, key, size === 0 ? Buffer.alloc(0) : { path, size }, { metadata, signal });
       return { etag: r.etag, remoteKey: key, remoteSize: size, bytes: size, version };
     } finally {
       this.cache.unpin(ino);

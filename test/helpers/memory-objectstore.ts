@@ -39,6 +39,8 @@ export interface MemoryObjectStoreOptions {
   bucketMissing?: boolean;
   /** Every operation fails with 'denied' (wrong credentials). */
   denied?: boolean;
+  /** Honour conditional writes (default true); false behaves like s3rver, which ignores them. */
+  conditionalWrites?: boolean;
 }
 
 interface Fault {
@@ -82,7 +84,11 @@ export class MemoryObjectStore implements ObjectStore {
     this.partSize = opts.partSize ?? 16 * MiB;
     this.bucketMissing = opts.bucketMissing ?? false;
     this.denied = opts.denied ?? false;
+    this.conditionalWrites = opts.conditionalWrites ?? true;
   }
+
+  /** Honour If-Match / If-None-Match on put (false: ignore them, as s3rver does). */
+  readonly conditionalWrites: boolean;
 
   // ------------------------------------------------------------------ test helpers
 
@@ -243,6 +249,12 @@ export class MemoryObjectStore implements ObjectStore {
     await this.enter('put', key, opts.signal);
     if (key === '' || Buffer.byteLength(key) > 1024)
       throw new ObjectStoreError('invalid', 'put', key, 'HTTP 400 KeyTooLongError');
+    if (this.conditionalWrites) {
+      const cur = this.objects.get(key);
+      if ((opts.ifNoneMatch === true && cur) || (opts.ifMatch !== undefined && cur?.etag !== opts.ifMatch)) {
+        throw new ObjectStoreError('precondition', 'put', key, 'HTTP 412 PreconditionFailed', { status: 412 });
+      }
+    }
     const data = Buffer.isBuffer(body) ? Buffer.from(body) : await readRegion(body.path, body.size, key);
     const size = data.length;
     let etag: string;
