@@ -68,6 +68,10 @@ const MIGRATIONS: string[] = [
   `
   CREATE TABLE remote_ops (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, created_ms INTEGER NOT NULL);
   `,
+  // v3: names seen by a directory listing in progress (bounded-memory diff)
+  `
+  CREATE TABLE listing_seen (parent INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (parent, name)) WITHOUT ROWID;
+  `,
 ];
 
 interface RawNode {
@@ -241,6 +245,13 @@ export class SqliteMetaStore implements MetaStore {
       nodeCount: d.prepare('SELECT count(*) AS c FROM nodes'),
       getMeta: d.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: d.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)'),
+      markSeen: d.prepare('INSERT OR IGNORE INTO listing_seen (parent, name) VALUES (?, ?)'),
+      clearSeen: d.prepare('DELETE FROM listing_seen WHERE parent = ?'),
+      unseen: d.prepare(
+        `SELECT e.id AS cookie, e.name AS name, n.* FROM edges e JOIN nodes n ON n.ino = e.ino
+         WHERE e.parent = ? AND e.id > ? AND NOT EXISTS (SELECT 1 FROM listing_seen s WHERE s.parent = e.parent AND s.name = e.name)
+         ORDER BY e.id LIMIT ?`,
+      ),
       addOp: d.prepare('INSERT INTO remote_ops (body, created_ms) VALUES (?, ?)'),
       removeOp: d.prepare('DELETE FROM remote_ops WHERE id = ?'),
       allOps: d.prepare('SELECT id, body FROM remote_ops ORDER BY id'),
@@ -403,6 +414,19 @@ export class SqliteMetaStore implements MetaStore {
 
   nodeCount(): number {
     return Number((this.stmts.nodeCount.get() as { c: bigint }).c);
+  }
+
+  markSeen(parent: Ino, names: readonly string[]): void {
+    for (const n of names) this.stmts.markSeen.run(parent, n);
+  }
+
+  clearSeen(parent: Ino): void {
+    this.stmts.clearSeen.run(parent);
+  }
+
+  unseenChildren(parent: Ino, cookie: bigint, limit: number): ChildRow[] {
+    const rows = this.stmts.unseen.all(parent, cookie, limit) as Array<RawNode & { cookie: bigint; name: string }>;
+    return rows.map((r) => ({ name: r.name, cookie: r.cookie, node: toNode(r) }));
   }
 
   addRemoteOp(body: string): number {

@@ -88,6 +88,11 @@ export interface MetaStore extends CacheIndex {
   allUploads(): UploadEntry[];
   removeUpload(ino: Ino): void;
   uploadFailed(ino: Ino, error: string, nextDueMs: number): void;
+  /** Names seen by a listing in progress (bounded-memory diff of large directories). */
+  markSeen(parent: Ino, names: readonly string[]): void;
+  clearSeen(parent: Ino): void;
+  /** Children of `parent` whose names were not marked seen, after `cookie`. */
+  unseenChildren(parent: Ino, cookie: bigint, limit: number): ChildRow[];
   /** Journal of namespace operations under way in the bucket (JSON bodies, replayed on start). */
   addRemoteOp(body: string): number;
   removeRemoteOp(id: number): void;

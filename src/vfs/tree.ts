@@ -38,6 +38,33 @@ export interface DiffSummary {
   objects: number;
 }
 
+interface Listed {
+  name: string;
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+interface Conflict {
+  name: string;
+  key: string;
+  size: number;
+  etag: string;
+}
+
+interface MergeCtx {
+  ino: Ino;
+  dirPrefix: string;
+  sum: DiffSummary;
+  firstListing: boolean;
+  /** Subdirectory names seen so far (a file of the same name on a later page is skipped). */
+  dirsSeen: Set<string>;
+  conflicts: Conflict[];
+  drops: Ino[];
+  inval: InvalidateEvent[];
+}
+
 /** What the tree needs from the rest of the VFS. */
 export interface TreeHooks {
   /** Listings older than this are refreshed on access; 0 = never expire. */
@@ -124,168 +151,176 @@ export class RemoteTree {
     return p;
   }
 
+  /**
+   * List a directory page by page and apply each page at once, so memory stays bounded however
+   * large the directory: names seen are recorded in SQLite (`listing_seen`), and what was not seen
+   * is removed at the end. Never loses local data: a name whose remote object changed while the
+   * local file has unsynced changes keeps the local version; the remote version is preserved in
+   * the bucket as `NAME.conflict-<UTC timestamp>` (and appears next to it).
+   */
   private async list(ino: Ino): Promise<DiffSummary> {
     const seg = this.segments(ino);
     if (!seg) throw new FsError('ENOENT', 'readdir', `ino ${ino}`);
     const dirPrefix = seg.length === 0 ? this.prefix : this.prefix + seg.join('/') + '/';
-    const files = new Map<string, { key: string; size: number; etag: string; lastModified: Date }>();
-    const dirs = new Set<string>();
+    const sum: DiffSummary = { added: 0, changed: 0, removed: 0, conflicts: 0, objects: 0 };
+    const firstListing = !this.meta.getDirState(ino);
+    const dirsSeen = new Set<string>();
+    const ctx = { ino, dirPrefix, sum, firstListing, dirsSeen, conflicts: [] as Conflict[], drops: [] as Ino[], inval: [] as InvalidateEvent[] };
+    this.meta.clearSeen(ino);
     let token: string | undefined;
     do {
       let page;
       try {
         page = await retryTransient(() => this.store.list(dirPrefix, { delimiter: '/', ...(token ? { token } : {}) }));
       } catch (e) {
+        this.meta.clearSeen(ino);
         throw this.onBackendError('list', dirPrefix, e);
       }
+      const files: Listed[] = [];
+      const dirs: string[] = [];
       for (const o of page.objects) {
         const name = o.key.slice(dirPrefix.length);
         if (name === '') continue; // this directory's own marker
         if (name.startsWith(PROBE_PREFIX)) continue;
         if (!this.acceptable(name, o.key)) continue;
-        files.set(name, o);
+        files.push({ name, ...o });
       }
       for (const cp of page.prefixes) {
         const name = cp.slice(dirPrefix.length, -1);
         if (!this.acceptable(name, cp)) continue;
-        dirs.add(name);
+        dirs.push(name);
       }
+      this.meta.transaction(() => this.applyPage(ctx, files, dirs));
       token = page.nextToken;
     } while (token);
-    for (const name of dirs) {
-      if (files.has(name)) {
-        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
-          key: dirPrefix + name,
-        });
-        files.delete(name);
-      }
-    }
-    return this.merge(ino, dirPrefix, files, dirs);
-  }
-
-  /**
-   * Apply a listing to the local view. Never loses local data: a name whose remote object changed
-   * while the local file has unsynced changes keeps the local version; the remote version is
-   * preserved in the bucket as `NAME.conflict-<UTC timestamp>` (and appears next to it).
-   */
-  private async merge(
-    ino: Ino,
-    dirPrefix: string,
-    files: Map<string, { key: string; size: number; etag: string; lastModified: Date }>,
-    dirs: Set<string>,
-  ): Promise<DiffSummary> {
-    const sum: DiffSummary = { added: 0, changed: 0, removed: 0, conflicts: 0, objects: files.size + dirs.size };
-    const now = nowNs();
-    const local = new Map<string, NodeRow>();
-    for (let cookie = 0n; ; ) {
-      const page = this.meta.children(ino, cookie, 1000);
-      for (const c of page) local.set(c.name, c.node);
-      if (page.length < 1000) break;
-      cookie = page[page.length - 1]!.cookie;
-    }
-    const toDrop: Ino[] = [];
-    const conflicts: Array<{ name: string; key: string; size: number; etag: string }> = [];
-    const invalidate: InvalidateEvent[] = [];
-    const firstListing = !this.meta.getDirState(ino);
 
     this.meta.transaction(() => {
-      for (const name of dirs) {
-        const l = local.get(name);
-        if (l?.type === 'dir') continue;
-        if (l) {
-          if (l.state !== 'clean' || this.hooks.isOpen(l.ino)) {
-            sum.conflicts++;
-            this.log.warn('a directory appeared in the bucket where a local file with unsynced changes exists; the local file is kept', {
-              key: dirPrefix + name,
-            });
-            continue;
-          }
-          this.forget(l.ino);
-          toDrop.push(l.ino);
-          sum.removed++;
-        }
-        this.meta.createChild(ino, name, this.remoteNode('dir', 0, null, null, now));
-        sum.added++;
-        invalidate.push({ kind: 'entry', parent: ino, name });
-      }
-      for (const [name, o] of files) {
-        if (o.size > 0 && name.endsWith('/')) continue;
-        const l = local.get(name);
-        const mtime = BigInt(o.lastModified.getTime()) * 1_000_000n;
-        if (!l) {
-          this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
-          sum.added++;
-          invalidate.push({ kind: 'entry', parent: ino, name });
-          continue;
-        }
-        if (l.type === 'dir') {
-          this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
-          continue;
-        }
-        if (l.etag === o.etag && l.remoteKey === o.key) continue;
-        if (this.hooks.isUploading(l.ino)) continue; // our own upload in flight: its result decides
-        if (l.state === 'clean') {
-          if (this.hooks.isOpen(l.ino)) continue; // an open file keeps its data; next refresh applies
-          this.meta.updateNode(l.ino, {
-            size: o.size,
-            remoteSize: o.size,
-            remoteKey: o.key,
-            etag: o.etag,
-            mtimeNs: mtime,
-            ctimeNs: mtime,
-            metaLoaded: false,
-            symlink: null,
-          });
-          toDrop.push(l.ino);
-          sum.changed++;
-          invalidate.push({ kind: 'inode', ino: l.ino });
-        } else {
-          conflicts.push({ name, key: o.key, size: o.size, etag: o.etag });
-        }
-      }
       if (!firstListing) {
-        for (const [name, l] of local) {
-          if (l.type === 'dir' ? dirs.has(name) : files.has(name)) continue;
-          if (l.type === 'dir') {
-            if (!this.subtreeClean(l.ino)) continue;
-            this.forget(l.ino);
-          } else {
-            if (l.state !== 'clean' || l.remoteKey === null || this.hooks.isUploading(l.ino)) continue;
-            if (this.hooks.isOpen(l.ino)) {
-              // Open files keep working on their cached data until closed.
-              this.meta.removeEdge(ino, name);
-              this.meta.updateNode(l.ino, { remoteKey: null, etag: null });
-            } else {
-              this.forget(l.ino);
-              toDrop.push(l.ino);
-            }
-          }
-          sum.removed++;
-          invalidate.push({ kind: 'entry', parent: ino, name });
+        // Entries the listing did not show were deleted by someone else.
+        for (let cookie = 0n; ; ) {
+          const page = this.meta.unseenChildren(ino, cookie, 1000);
+          for (const c of page) this.applyRemoved(ctx, c.name, c.node);
+          if (page.length < 1000) break;
+          cookie = page[page.length - 1]!.cookie;
         }
       }
+      this.meta.clearSeen(ino);
       this.meta.setDirState(ino, { complete: true, listedAtMs: Date.now() });
     });
+    await this.preserveConflicts(ctx);
+    for (const i of ctx.drops) await this.hooks.dropCache(i);
+    for (const ev of ctx.inval) this.hooks.invalidate(ev);
+    return sum;
+  }
 
-    for (const c of conflicts) {
+  private applyPage(ctx: MergeCtx, files: Listed[], dirs: string[]): void {
+    const { ino, sum } = ctx;
+    const now = nowNs();
+    this.meta.markSeen(ino, [...dirs, ...files.map((f) => f.name)]);
+    sum.objects += files.length + dirs.length;
+    for (const name of dirs) {
+      ctx.dirsSeen.add(name);
+      const l = this.meta.lookup(ino, name);
+      if (l?.type === 'dir') continue;
+      if (l) {
+        if (l.state !== 'clean' || this.hooks.isOpen(l.ino)) {
+          sum.conflicts++;
+          this.log.warn('a directory appeared in the bucket where a local file with unsynced changes exists; the local file is kept', {
+            key: ctx.dirPrefix + name,
+          });
+          continue;
+        }
+        // A file and a directory of the same name: the directory wins.
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: ctx.dirPrefix + name });
+        this.forget(l.ino);
+        ctx.drops.push(l.ino);
+      }
+      this.meta.createChild(ino, name, this.remoteNode('dir', 0, null, null, now));
+      sum.added++;
+      ctx.inval.push({ kind: 'entry', parent: ino, name });
+    }
+    for (const o of files) {
+      const name = o.name;
+      if (o.size > 0 && name.endsWith('/')) continue;
+      if (ctx.dirsSeen.has(name)) {
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
+        continue;
+      }
+      const l = this.meta.lookup(ino, name);
+      const mtime = BigInt(o.lastModified.getTime()) * 1_000_000n;
+      if (!l) {
+        this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
+        sum.added++;
+        ctx.inval.push({ kind: 'entry', parent: ino, name });
+        continue;
+      }
+      if (l.type === 'dir') {
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
+        continue;
+      }
+      if (l.etag === o.etag && l.remoteKey === o.key) continue;
+      if (this.hooks.isUploading(l.ino)) continue; // our own upload in flight: its result decides
+      if (l.state === 'clean') {
+        if (this.hooks.isOpen(l.ino)) continue; // an open file keeps its data; next refresh applies
+        this.meta.updateNode(l.ino, {
+          size: o.size,
+          remoteSize: o.size,
+          remoteKey: o.key,
+          etag: o.etag,
+          mtimeNs: mtime,
+          ctimeNs: mtime,
+          metaLoaded: false,
+          symlink: null,
+        });
+        ctx.drops.push(l.ino);
+        sum.changed++;
+        ctx.inval.push({ kind: 'inode', ino: l.ino });
+      } else {
+        ctx.conflicts.push({ name, key: o.key, size: o.size, etag: o.etag });
+      }
+    }
+  }
+
+  private applyRemoved(ctx: MergeCtx, name: string, l: NodeRow): void {
+    if (l.type === 'dir') {
+      if (!this.subtreeClean(l.ino)) return;
+      this.forget(l.ino);
+    } else {
+      if (l.state !== 'clean' || l.remoteKey === null || this.hooks.isUploading(l.ino)) return;
+      if (this.hooks.isOpen(l.ino)) {
+        // Open files keep working on their cached data until closed.
+        this.meta.removeEdge(ctx.ino, name);
+        this.meta.updateNode(l.ino, { remoteKey: null, etag: null });
+      } else {
+        this.forget(l.ino);
+        ctx.drops.push(l.ino);
+      }
+    }
+    ctx.sum.removed++;
+    ctx.inval.push({ kind: 'entry', parent: ctx.ino, name });
+  }
+
+  private async preserveConflicts(ctx: MergeCtx): Promise<void> {
+    const now = nowNs();
+    for (const c of ctx.conflicts) {
       // Preserve the other writer's version next to ours, in the bucket and in the local view.
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
       const cname = `${c.name}.conflict-${stamp}`;
-      const ckey = dirPrefix + cname;
+      const ckey = ctx.dirPrefix + cname;
       try {
         const r = await this.store.copy(c.key, ckey, { size: c.size });
-        if (!this.meta.lookup(ino, cname)) {
-          this.meta.createChild(ino, cname, this.remoteNode('file', c.size, ckey, r.etag, now));
+        if (!this.meta.lookup(ctx.ino, cname)) {
+          this.meta.createChild(ctx.ino, cname, this.remoteNode('file', c.size, ckey, r.etag, now));
         }
         // The local version wins the name: its upload replaces the remote version it now knows.
-        const l = this.meta.lookup(ino, c.name);
+        const l = this.meta.lookup(ctx.ino, c.name);
         if (l) this.meta.updateNode(l.ino, { etag: c.etag, remoteKey: c.key, remoteSize: c.size });
-        sum.conflicts++;
+        ctx.sum.conflicts++;
         this.log.warn('conflict: the object changed in the bucket while the local file had unsynced changes; the remote version was kept as a sibling', {
           key: c.key,
           preservedAs: ckey,
         });
-        invalidate.push({ kind: 'entry', parent: ino, name: cname });
+        ctx.inval.push({ kind: 'entry', parent: ctx.ino, name: cname });
       } catch (e) {
         this.log.error('conflict copy failed; the remote version is still at its key until the local upload replaces it', {
           key: c.key,
@@ -293,9 +328,6 @@ export class RemoteTree {
         });
       }
     }
-    for (const i of toDrop) await this.hooks.dropCache(i);
-    for (const ev of invalidate) this.hooks.invalidate(ev);
-    return sum;
   }
 
   private remoteNode(type: 'file' | 'dir', size: number, key: string | null, etag: string | null, t: bigint) {

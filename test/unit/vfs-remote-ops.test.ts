@@ -10,7 +10,14 @@ afterEach(async () => {
 });
 
 async function names(t: TestVfs, ino = ROOT_INO): Promise<string[]> {
-  return (await t.vfs.readdir(R, ino, 0n, 1000)).entries.map((e) => e.name).sort();
+  const out: string[] = [];
+  for (let cookie = 0n; ; ) {
+    const r = await t.vfs.readdir(R, ino, cookie, 1000);
+    out.push(...r.entries.map((e) => e.name));
+    if (r.eof || r.entries.length === 0) break;
+    cookie = r.entries[r.entries.length - 1]!.cookie;
+  }
+  return out.sort();
 }
 
 describe('crash recovery of namespace operations', () => {
@@ -71,5 +78,25 @@ describe('crash recovery of namespace operations', () => {
     expect(await names(t)).toEqual(['f']);
     expect(store.keys()).toEqual(['f']);
     expect(t.meta.remoteOps()).toEqual([]);
+  });
+
+  it('a directory listed over several pages is diffed page by page (adds, changes, removals across pages)', async () => {
+    const store = new MemoryObjectStore();
+    for (let i = 0; i < 2500; i++) store.seed(`big/f${String(i).padStart(5, '0')}`, `v1-${i}`);
+    store.seed('big/f00003/inner', 'a directory shadowing the file f00003');
+    const t = await createTestVfs({ store });
+    open.push(t);
+    const big = await t.vfs.lookup(R, ROOT_INO, 'big');
+    expect((await names(t, big.ino)).length).toBe(2500);
+    expect((await t.vfs.lookup(R, big.ino, 'f00003')).type).toBe('dir');
+    await store.delete(['big/f00010', 'big/f01500', 'big/f02499']);
+    store.seed('big/f01200', 'v2 changed');
+    store.seed('big/new', 'added');
+    const sum = await t.vfs.refresh('/big', false);
+    expect(sum).toMatchObject({ added: 1, changed: 1, removed: 3 });
+    const after = await names(t, big.ino);
+    expect(after.length).toBe(2498);
+    expect(after).not.toContain('f01500');
+    expect(t.meta.unseenChildren(big.ino, 0n, 5000).length).toBe(2498); // the seen-set is cleared
   });
 });
