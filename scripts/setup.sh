@@ -23,4 +23,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci (builds better-sqlite3 and the FUSE binding from source)"
   npm ci --no-audit --no-fund
 fi
+# Native modules are built from source by their install scripts; should a future npm skip those
+# (it warns about "allowScripts"), build them explicitly.
+[ -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ] || npm rebuild better-sqlite3
+[ -f build/Release/bucketgate_fuse.node ] || npx --no-install node-gyp rebuild
 npm run build --silent
