@@ -26,5 +26,5 @@ fi
 # Native modules are built from source by their install scripts; should a future npm skip those
 # (it warns about "allowScripts"), build them explicitly.
 [ -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ] || npm rebuild better-sqlite3
-[ -f build/Release/bucketgate_fuse.node ] || npx --no-install node-gyp rebuild
+[ -f build/Release/bucketgate_fuse.node ] || npm run install
 npm run build --silent
