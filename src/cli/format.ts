@@ -14,7 +14,8 @@ export function formatStatus(raw: unknown): string {
   ];
   if (s.failing.length > 0) {
     lines.push(`failing      ${s.failing.length}`);
-    for (const f of s.failing.slice(0, 20)) lines.push(`  ${f.path}  (${f.attempts} attempts): ${f.lastError ?? ''}`);
+    for (const f of s.failing.slice(0, 20))
+      lines.push(`  ${f.path}  (${f.attempts} attempts): ${f.lastError ?? ''}`);
   }
   return lines.join('\n') + '\n';
 }

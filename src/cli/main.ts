@@ -4,7 +4,14 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { DEFAULTS, isUsageError, parseDuration, parseMountArgs, resolveShare, UsageError } from '../config/index.js';
+import {
+  DEFAULTS,
+  isUsageError,
+  parseDuration,
+  parseMountArgs,
+  resolveShare,
+  UsageError,
+} from '../config/index.js';
 import type { ShareConfig } from '../config/index.js';
 import { configureLogging, getLogger } from '../log/index.js';
 import { adminCall, resolveAdminSocket } from '../daemon/admin.js';
@@ -85,7 +92,8 @@ async function cmdFlush(args: string[]): Promise<void> {
   const t = takeValue(args, '--timeout');
   const timeoutMs = t !== undefined ? parseDuration(t, 'timeout') : 24 * 3600_000;
   const target = args.shift();
-  if (!target || args.length > 0) throw new UsageError('usage: bucketgate flush MOUNTPOINT|SHARE [--timeout DURATION]');
+  if (!target || args.length > 0)
+    throw new UsageError('usage: bucketgate flush MOUNTPOINT|SHARE [--timeout DURATION]');
   const sock = await resolveAdminSocket(dir, target);
   const tty = process.stderr.isTTY;
   const r = await adminCall(sock, { cmd: 'flush', timeoutMs }, (p) => {
@@ -103,14 +111,19 @@ async function cmdRefresh(args: string[]): Promise<void> {
   const recursive = takeFlag(args, '--recursive') || takeFlag(args, '-r');
   const target = args.shift();
   const path = args.shift();
-  if (!target || args.length > 0) throw new UsageError('usage: bucketgate refresh MOUNTPOINT|SHARE [PATH] [--recursive]');
+  if (!target || args.length > 0)
+    throw new UsageError('usage: bucketgate refresh MOUNTPOINT|SHARE [PATH] [--recursive]');
   const sock = await resolveAdminSocket(dir, target);
   const tty = process.stderr.isTTY;
-  const r = await adminCall(sock, { cmd: 'refresh', ...(path !== undefined ? { path } : {}), recursive }, (p) => {
-    const q = p as { directories?: number; objects?: number };
-    const line = `refreshing: ${q.directories ?? 0} directories, ${q.objects ?? 0} objects listed`;
-    process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
-  });
+  const r = await adminCall(
+    sock,
+    { cmd: 'refresh', ...(path !== undefined ? { path } : {}), recursive },
+    (p) => {
+      const q = p as { directories?: number; objects?: number };
+      const line = `refreshing: ${q.directories ?? 0} directories, ${q.objects ?? 0} objects listed`;
+      process.stderr.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
+    },
+  );
   if (tty) process.stderr.write('\n');
   if (!r.ok) fail(r.error ?? 'refresh failed');
   const s = r.summary as Record<string, number> | undefined;

@@ -21,7 +21,17 @@
  * Exit status (mount(8) conventions): 0 mounted, 1 bad invocation or options, 32 mount failure.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
@@ -37,7 +47,15 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const BIN = path.join(ROOT, 'bin', 'bucketgate');
 const JOURNAL_STDOUT = '/run/systemd/journal/stdout';
 
-const HELPER_OPTIONS = ['log-file', 'log-format', 'metrics', 'audit-log', 'profile', 'credentials-file', 'mount-timeout'] as const;
+const HELPER_OPTIONS = [
+  'log-file',
+  'log-format',
+  'metrics',
+  'audit-log',
+  'profile',
+  'credentials-file',
+  'mount-timeout',
+] as const;
 type HelperOption = (typeof HELPER_OPTIONS)[number];
 
 const USAGE = 'usage: mount.fuse.bucketgate s3://BUCKET[/PREFIX] MOUNTPOINT [-s] [-f] [-n] [-v] [-o OPTIONS]';
@@ -74,8 +92,10 @@ export function parseHelperArgv(argv: readonly string[]): HelperArgs {
       if (v === undefined) throw new HelperError('-o needs a value', 1);
       opts.push(v);
     } else if (a.startsWith('-o') && a.length > 2) opts.push(a.slice(2));
-    else if (a === '-t') i++; // the type (fuse.bucketgate): we are its helper
-    else if (a === '-N' || a.startsWith('-N')) throw new HelperError('mounting in another mount namespace (-N) is not supported', 1);
+    else if (a === '-t')
+      i++; // the type (fuse.bucketgate): we are its helper
+    else if (a === '-N' || a.startsWith('-N'))
+      throw new HelperError('mounting in another mount namespace (-N) is not supported', 1);
     else if (/^-[sfnvrw]+$/.test(a)) {
       for (const c of a.slice(1)) {
         if (c === 's') sloppy = true;
@@ -135,7 +155,8 @@ export function splitHelperOptions(
     const name = raw.trim().toLowerCase().replace(/_/g, '-');
     const value = eq < 0 ? undefined : tok.slice(eq + 1);
     if ((HELPER_OPTIONS as readonly string[]).includes(name)) {
-      if (value === undefined || value === '') throw new HelperError(`mount option ${raw} needs a value (${raw}=...)`, 1);
+      if (value === undefined || value === '')
+        throw new HelperError(`mount option ${raw} needs a value (${raw}=...)`, 1);
       helper[name as HelperOption] = value;
       continue;
     }
@@ -169,11 +190,13 @@ function onPath(cmd: string): boolean {
 /** The source (`bucketgate:NAME`) of the fuse.bucketgate mount at `target`, if any. */
 function mountedSource(target: string): string | undefined {
   const text = readFileSync('/proc/self/mountinfo', 'utf8');
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescape = (s: string): string =>
+    s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
   for (const l of text.split('\n')) {
     const f = l.split(' ');
     const sep = f.indexOf('-');
-    if (unescape(f[4] ?? '') === target && sep > 0 && f[sep + 1] === 'fuse.bucketgate') return unescape(f[sep + 2] ?? '');
+    if (unescape(f[4] ?? '') === target && sep > 0 && f[sep + 1] === 'fuse.bucketgate')
+      return unescape(f[sep + 2] ?? '');
   }
   return undefined;
 }
@@ -207,7 +230,9 @@ export async function mountHelper(argv: readonly string[]): Promise<number> {
     return await run(argv);
   } catch (e) {
     if (e instanceof HelperError) {
-      (e.status === 0 ? process.stdout : process.stderr).write(`${e.status === 0 ? '' : 'mount.fuse.bucketgate: '}${e.message}\n`);
+      (e.status === 0 ? process.stdout : process.stderr).write(
+        `${e.status === 0 ? '' : 'mount.fuse.bucketgate: '}${e.message}\n`,
+      );
       return e.status;
     }
     process.stderr.write(`mount.fuse.bucketgate: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -218,7 +243,8 @@ export async function mountHelper(argv: readonly string[]): Promise<number> {
 async function run(argv: readonly string[]): Promise<number> {
   const a = parseHelperArgv(argv);
   const { share, helper, dropped } = splitHelperOptions(a.options, a.sloppy);
-  if (dropped.length > 0 && a.verbose) process.stderr.write(`mount.fuse.bucketgate: ignoring unknown options ${dropped.join(',')}\n`);
+  if (dropped.length > 0 && a.verbose)
+    process.stderr.write(`mount.fuse.bucketgate: ignoring unknown options ${dropped.join(',')}\n`);
 
   const target = path.resolve(a.target);
   const mountArgs = [a.source, target, ...(share.length > 0 ? ['-o', share.join(',')] : [])];
@@ -242,7 +268,8 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   const daemonArgv = [BIN, 'mount', ...mountArgs, ...service];
   if (a.fake) {
-    if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: would run ${process.execPath} ${daemonArgv.join(' ')}\n`);
+    if (a.verbose)
+      process.stderr.write(`mount.fuse.bucketgate: would run ${process.execPath} ${daemonArgv.join(' ')}\n`);
     return 0;
   }
   // `mount -a` cannot tell that the share is mounted (the mount's source is bucketgate:NAME, not
@@ -250,7 +277,8 @@ async function run(argv: readonly string[]): Promise<number> {
   const existing = mountedSource(target);
   if (existing !== undefined && isLive(target)) {
     if (existing === `bucketgate:${cfg.name}`) {
-      if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: ${a.source} is already mounted at ${target}\n`);
+      if (a.verbose)
+        process.stderr.write(`mount.fuse.bucketgate: ${a.source} is already mounted at ${target}\n`);
       return 0;
     }
     throw new HelperError(`${target} is already mounted (${existing})`, 32);
@@ -260,12 +288,14 @@ async function run(argv: readonly string[]): Promise<number> {
   delete env.NOTIFY_SOCKET;
   delete env.JOURNAL_STREAM;
   if (helper.profile !== undefined) env.AWS_PROFILE = helper.profile;
-  if (helper['credentials-file'] !== undefined) env.AWS_SHARED_CREDENTIALS_FILE = path.resolve(helper['credentials-file']);
+  if (helper['credentials-file'] !== undefined)
+    env.AWS_SHARED_CREDENTIALS_FILE = path.resolve(helper['credentials-file']);
 
   // Where the daemon's log goes.
   let command = process.execPath;
   let args = daemonArgv;
-  let logFile: string | undefined = helper['log-file'] !== undefined ? path.resolve(helper['log-file']) : undefined;
+  let logFile: string | undefined =
+    helper['log-file'] !== undefined ? path.resolve(helper['log-file']) : undefined;
   let out: number | 'ignore' = 'ignore';
   if (logFile === undefined && existsSync(JOURNAL_STDOUT) && onPath('systemd-cat')) {
     command = 'systemd-cat';
@@ -277,7 +307,10 @@ async function run(argv: readonly string[]): Promise<number> {
     out = openSync(logFile, 'a', 0o640);
   }
   const logStart = logFile !== undefined ? statSync(logFile).size : 0;
-  if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: running ${command} ${args.join(' ')}${logFile ? ` (log: ${logFile})` : ''}\n`);
+  if (a.verbose)
+    process.stderr.write(
+      `mount.fuse.bucketgate: running ${command} ${args.join(' ')}${logFile ? ` (log: ${logFile})` : ''}\n`,
+    );
 
   const child = spawn(command, args, { detached: true, env, stdio: ['ignore', out, out, 'pipe'] });
   if (typeof out === 'number') closeSync(out);
@@ -306,13 +339,20 @@ async function run(argv: readonly string[]): Promise<number> {
     child.once('error', (e) => finish({ ok: false, message: `cannot start ${command}: ${e.message}` }));
     child.once('close', (code, signal) => {
       const t = logFile !== undefined ? tail(logFile, logStart) : '';
-      finish({ ok: false, message: `the daemon exited (${signal ?? `status ${code}`}) before mounting${t ? `:\n${t}` : ` (${where})`}` });
+      finish({
+        ok: false,
+        message: `the daemon exited (${signal ?? `status ${code}`}) before mounting${t ? `:\n${t}` : ` (${where})`}`,
+      });
     });
     // Belt and braces: the mount itself (in case the readiness descriptor was not passed on).
     const poll = setInterval(() => {
       void isMounted(target).then((m) => m && finish({ ok: true }));
     }, 250);
-    const timer = setTimeout(() => finish({ ok: false, message: `${target} was not mounted within ${timeoutMs / 1000}s (${where})` }), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish({ ok: false, message: `${target} was not mounted within ${timeoutMs / 1000}s (${where})` }),
+      timeoutMs,
+    );
   });
 
   if (!result.ok) {
@@ -321,7 +361,10 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   (child.stdio[3] as { destroy?: () => void } | null)?.destroy?.();
   child.unref();
-  if (a.verbose) process.stderr.write(`mount.fuse.bucketgate: ${a.source} mounted at ${target} (pid ${child.pid}; ${where})\n`);
+  if (a.verbose)
+    process.stderr.write(
+      `mount.fuse.bucketgate: ${a.source} mounted at ${target} (pid ${child.pid}; ${where})\n`,
+    );
   return 0;
 }
 

@@ -5,7 +5,14 @@
  * are parsed. The fstab helper passes them as `metrics=`, `audit-log=`, `log-format=`.
  */
 import path from 'node:path';
-import { ConfigError, LOG_FORMATS, parseHostPort, UsageError, type HostPort, type LogFormat } from '../config/index.js';
+import {
+  ConfigError,
+  LOG_FORMATS,
+  parseHostPort,
+  UsageError,
+  type HostPort,
+  type LogFormat,
+} from '../config/index.js';
 
 export interface ServiceFlags {
   metrics?: HostPort;

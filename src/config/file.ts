@@ -107,7 +107,7 @@ function lineOf(doc: Document, lc: LineCounter, key: string): number | undefined
 }
 
 function q(v: unknown): string {
-  return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
+  return typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -140,7 +140,8 @@ export function parseConfigText(text: string, file: string): ParsedConfig {
   const firstError = doc.errors[0];
   if (firstError !== undefined) {
     const pos = lc.linePos(firstError.pos[0]);
-    const msg = firstError.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? 'syntax error';
+    const msg =
+      firstError.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? 'syntax error';
     throw new ConfigFileError(abs, '', `YAML: ${msg}`, pos.line, undefined, pos.col);
   }
   const fail = (key: string, problem: string): never => {
@@ -226,7 +227,8 @@ export function parseConfigText(text: string, file: string): ParsedConfig {
     if (m !== null) {
       const own = (top.shares as unknown[])[Number(m[1])];
       const k = m[2] ?? '';
-      if (isRecord(own) && own[k] === undefined && defaults[k] !== undefined) key = `defaults.${k}${m[3] ?? ''}`;
+      if (isRecord(own) && own[k] === undefined && defaults[k] !== undefined)
+        key = `defaults.${k}${m[3] ?? ''}`;
     }
     throw new ConfigFileError(abs, key, e.problem, lineOf(doc, lc, key), e);
   }

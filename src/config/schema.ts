@@ -851,7 +851,12 @@ export function resolveShare(input: ShareInput, options: ResolveOptions = {}): S
     dirTtlMs: r.duration('dirTtl', 'dirTtlMs', DEFAULTS.dirTtlMs),
     attrTimeoutMs: r.duration('attrTimeout', 'attrTimeoutMs', DEFAULTS.attrTimeoutMs, MAX_TIMER_MS),
     uploadDelayMs: r.duration('uploadDelay', 'uploadDelayMs', DEFAULTS.uploadDelayMs, MAX_TIMER_MS),
-    cacheWriteWaitMs: r.duration('cacheWriteWait', 'cacheWriteWaitMs', DEFAULTS.cacheWriteWaitMs, MAX_TIMER_MS),
+    cacheWriteWaitMs: r.duration(
+      'cacheWriteWait',
+      'cacheWriteWaitMs',
+      DEFAULTS.cacheWriteWaitMs,
+      MAX_TIMER_MS,
+    ),
     s3TimeoutMs: r.duration('s3Timeout', 's3TimeoutMs', DEFAULTS.s3TimeoutMs, MAX_TIMER_MS),
     uploadConcurrency: r.int('uploadConcurrency', DEFAULTS.uploadConcurrency, 1, MAX_UPLOAD_CONCURRENCY),
     checksum: r.oneOf<ChecksumMode>('checksum', CHECKSUM_MODES, DEFAULTS.checksum),

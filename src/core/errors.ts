@@ -69,7 +69,10 @@ export function isFsError(e: unknown): e is FsError {
 /** Any error that is not an FsError becomes EIO (the caller logs it once with its cause). */
 export function toFsError(e: unknown, op: string, path?: string): FsError {
   if (e instanceof FsError) return e;
-  return new FsError('EIO', op, path, { cause: e, message: `${op}${path ? ` ${path}` : ''}: ${errMessage(e)}` });
+  return new FsError('EIO', op, path, {
+    cause: e,
+    message: `${op}${path ? ` ${path}` : ''}: ${errMessage(e)}`,
+  });
 }
 
 export function errMessage(e: unknown): string {

@@ -15,7 +15,10 @@ export type AdminRequest =
   | { cmd: 'flush'; timeoutMs?: number }
   | { cmd: 'refresh'; path?: string; recursive?: boolean };
 
-export type AdminHandler = (req: AdminRequest, progress: (p: unknown) => void) => Promise<Record<string, unknown>>;
+export type AdminHandler = (
+  req: AdminRequest,
+  progress: (p: unknown) => void,
+) => Promise<Record<string, unknown>>;
 
 export class AdminServer {
   private server: Server | undefined;
@@ -47,7 +50,11 @@ export class AdminServer {
     });
     server.on('error', (e) => this.log.error('admin socket error', { error: e }));
     await chmod(this.socketPath, 0o600);
-    const index = { name: this.name, mountpoint: this.mountpoint ? await realpath(this.mountpoint) : null, pid: process.pid };
+    const index = {
+      name: this.name,
+      mountpoint: this.mountpoint ? await realpath(this.mountpoint) : null,
+      pid: process.pid,
+    };
     await writeFile(join(this.dir, `${this.name}.json`), JSON.stringify(index) + '\n', { mode: 0o600 });
     this.server = server;
   }
@@ -88,7 +95,8 @@ export class AdminServer {
     let req: AdminRequest;
     try {
       const parsed: unknown = JSON.parse(line);
-      if (!parsed || typeof parsed !== 'object' || typeof (parsed as { cmd?: unknown }).cmd !== 'string') throw new Error('no cmd');
+      if (!parsed || typeof parsed !== 'object' || typeof (parsed as { cmd?: unknown }).cmd !== 'string')
+        throw new Error('no cmd');
       req = parsed as AdminRequest;
     } catch {
       send({ ok: false, error: 'malformed request' });
@@ -129,7 +137,10 @@ export async function resolveAdminSocket(dir: string, target: string): Promise<s
   const names = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.json'));
   for (const f of names) {
     try {
-      const idx = JSON.parse(await readFile(join(dir, f), 'utf8')) as { name?: string; mountpoint?: string | null };
+      const idx = JSON.parse(await readFile(join(dir, f), 'utf8')) as {
+        name?: string;
+        mountpoint?: string | null;
+      };
       if (idx.name && (idx.name === target || (real !== undefined && idx.mountpoint === real))) {
         return join(dir, `${idx.name}.sock`);
       }
@@ -185,7 +196,9 @@ function adminCallOnce(
       }
     });
     s.on('error', (e: NodeJS.ErrnoException) =>
-      reject(Object.assign(new Error(`cannot reach the daemon at ${socketPath}: ${e.message}`), { code: e.code })),
+      reject(
+        Object.assign(new Error(`cannot reach the daemon at ${socketPath}: ${e.message}`), { code: e.code }),
+      ),
     );
     s.on('close', () => {
       if (!done) reject(new Error('the daemon closed the admin connection without an answer'));

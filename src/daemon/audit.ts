@@ -17,7 +17,8 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { getLogger } from '../log/index.js';
 
-export type AuditOp = 'create' | 'mkdir' | 'symlink' | 'write-close' | 'rename' | 'unlink' | 'rmdir' | 'setattr';
+export type AuditOp =
+  'create' | 'mkdir' | 'symlink' | 'write-close' | 'rename' | 'unlink' | 'rmdir' | 'setattr';
 
 export interface AuditEvent {
   share: string;
@@ -72,7 +73,9 @@ export class AuditLog implements AuditSink {
     const s = this.stream;
     if (!s) return;
     const { share, protocol, op, uid, gid, path: p, result, ...rest } = ev;
-    s.write(`${JSON.stringify({ time: new Date().toISOString(), share, protocol, op, uid, gid, path: p, ...rest, result })}\n`);
+    s.write(
+      `${JSON.stringify({ time: new Date().toISOString(), share, protocol, op, uid, gid, path: p, ...rest, result })}\n`,
+    );
   }
 
   async close(): Promise<void> {

@@ -15,13 +15,27 @@ export interface EmbeddedS3 {
   stop(): Promise<void>;
 }
 
-export async function startEmbeddedS3(opts: { directory: string; buckets: string[]; port?: number }): Promise<EmbeddedS3> {
+export async function startEmbeddedS3(opts: {
+  directory: string;
+  buckets: string[];
+  port?: number;
+}): Promise<EmbeddedS3> {
   await mkdir(opts.directory, { recursive: true });
   const require = createRequire(import.meta.url);
   const bin = join(dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
   // s3rver encrypts listing continuation tokens with DES, which OpenSSL 3 only offers through
   // its legacy provider: without it every paged listing fails with HTTP 500.
-  const args = ['--openssl-legacy-provider', bin, '-d', opts.directory, '-a', '127.0.0.1', '-p', String(opts.port ?? 0), '-s'];
+  const args = [
+    '--openssl-legacy-provider',
+    bin,
+    '-d',
+    opts.directory,
+    '-a',
+    '127.0.0.1',
+    '-p',
+    String(opts.port ?? 0),
+    '-s',
+  ];
   for (const b of opts.buckets) args.push('--configure-bucket', b);
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

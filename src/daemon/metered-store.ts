@@ -46,23 +46,36 @@ export class MeteredObjectStore implements ObjectStore {
       this.done(op, t0, outcome, status);
       return r;
     } catch (e) {
-      if (e instanceof ObjectStoreError) this.done(op, t0, e.kind, e.status !== undefined ? String(e.status) : 'none');
+      if (e instanceof ObjectStoreError)
+        this.done(op, t0, e.kind, e.status !== undefined ? String(e.status) : 'none');
       else this.done(op, t0, 'error', 'none');
       throw e;
     }
   }
 
   head(key: string, signal?: AbortSignal): Promise<ObjectHead | null> {
-    return this.run('head', () => this.inner.head(key, signal), (r) => (r === null ? ['not-found', '404'] : ['ok', '2xx']));
+    return this.run(
+      'head',
+      () => this.inner.head(key, signal),
+      (r) => (r === null ? ['not-found', '404'] : ['ok', '2xx']),
+    );
   }
 
-  async getRange(key: string, start: number, end: number, opts?: { ifMatch?: string; signal?: AbortSignal }): Promise<Buffer> {
+  async getRange(
+    key: string,
+    start: number,
+    end: number,
+    opts?: { ifMatch?: string; signal?: AbortSignal },
+  ): Promise<Buffer> {
     const b = await this.run('getRange', () => this.inner.getRange(key, start, end, opts));
     this.down.inc(b.length);
     return b;
   }
 
-  async getStream(key: string, opts?: { start?: number; end?: number; signal?: AbortSignal }): Promise<Readable> {
+  async getStream(
+    key: string,
+    opts?: { start?: number; end?: number; signal?: AbortSignal },
+  ): Promise<Readable> {
     const src = await this.run('getStream', () => this.inner.getStream(key, opts));
     const down = this.down;
     const counter = new Transform({

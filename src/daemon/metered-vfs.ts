@@ -155,7 +155,13 @@ export class MeteredVfs implements Vfs {
     }
   }
 
-  private record(op: AuditOp, cred: Cred, path: string, result: string, extra: Record<string, unknown> = {}): void {
+  private record(
+    op: AuditOp,
+    cred: Cred,
+    path: string,
+    result: string,
+    extra: Record<string, unknown> = {},
+  ): void {
     const sink = this.audit;
     if (!sink) return;
     const ev: AuditEvent = {
@@ -216,8 +222,13 @@ export class MeteredVfs implements Vfs {
   }
 
   setattr(cred: Cred, ino: Ino, changes: SetAttrChanges, fh?: Fh): Promise<Attr> {
-    return this.audited('setattr', 'setattr', cred, () => this.path(ino), { changes: describeChanges(changes) }, () =>
-      this.inner.setattr(cred, ino, changes, fh),
+    return this.audited(
+      'setattr',
+      'setattr',
+      cred,
+      () => this.path(ino),
+      { changes: describeChanges(changes) },
+      () => this.inner.setattr(cred, ino, changes, fh),
     );
   }
 
@@ -231,11 +242,18 @@ export class MeteredVfs implements Vfs {
 
   async open(cred: Cred, ino: Ino, flags: number): Promise<Fh> {
     const fh = await this.run('open', () => this.inner.open(cred, ino, flags));
-    if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) this.track(fh, ino, cred, (flags & O_TRUNC) !== 0);
+    if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0)
+      this.track(fh, ino, cred, (flags & O_TRUNC) !== 0);
     return fh;
   }
 
-  async create(cred: Cred, parent: Ino, name: string, mode: number, flags: number): Promise<{ attr: Attr; fh: Fh }> {
+  async create(
+    cred: Cred,
+    parent: Ino,
+    name: string,
+    mode: number,
+    flags: number,
+  ): Promise<{ attr: Attr; fh: Fh }> {
     const r = await this.audited(
       'create',
       'create',
@@ -293,30 +311,60 @@ export class MeteredVfs implements Vfs {
   }
 
   mkdir(cred: Cred, parent: Ino, name: string, mode: number): Promise<Attr> {
-    return this.audited('mkdir', 'mkdir', cred, () => join(this.dirPath(parent), name), { mode: `0${(mode & 0o7777).toString(8)}` }, () =>
-      this.inner.mkdir(cred, parent, name, mode),
+    return this.audited(
+      'mkdir',
+      'mkdir',
+      cred,
+      () => join(this.dirPath(parent), name),
+      { mode: `0${(mode & 0o7777).toString(8)}` },
+      () => this.inner.mkdir(cred, parent, name, mode),
     );
   }
 
   unlink(cred: Cred, parent: Ino, name: string): Promise<void> {
-    return this.audited('unlink', 'unlink', cred, () => join(this.dirPath(parent), name), {}, () => this.inner.unlink(cred, parent, name));
+    return this.audited(
+      'unlink',
+      'unlink',
+      cred,
+      () => join(this.dirPath(parent), name),
+      {},
+      () => this.inner.unlink(cred, parent, name),
+    );
   }
 
   rmdir(cred: Cred, parent: Ino, name: string): Promise<void> {
-    return this.audited('rmdir', 'rmdir', cred, () => join(this.dirPath(parent), name), {}, () => this.inner.rmdir(cred, parent, name));
+    return this.audited(
+      'rmdir',
+      'rmdir',
+      cred,
+      () => join(this.dirPath(parent), name),
+      {},
+      () => this.inner.rmdir(cred, parent, name),
+    );
   }
 
   rename(cred: Cred, parent: Ino, name: string, newParent: Ino, newName: string): Promise<void> {
-    if (!this.audit) return this.run('rename', () => this.inner.rename(cred, parent, name, newParent, newName));
+    if (!this.audit)
+      return this.run('rename', () => this.inner.rename(cred, parent, name, newParent, newName));
     const newPath = join(this.dirPath(newParent), newName);
-    return this.audited('rename', 'rename', cred, () => join(this.dirPath(parent), name), { newPath }, () =>
-      this.inner.rename(cred, parent, name, newParent, newName),
+    return this.audited(
+      'rename',
+      'rename',
+      cred,
+      () => join(this.dirPath(parent), name),
+      { newPath },
+      () => this.inner.rename(cred, parent, name, newParent, newName),
     );
   }
 
   symlink(cred: Cred, parent: Ino, name: string, target: string): Promise<Attr> {
-    return this.audited('symlink', 'symlink', cred, () => join(this.dirPath(parent), name), { target }, () =>
-      this.inner.symlink(cred, parent, name, target),
+    return this.audited(
+      'symlink',
+      'symlink',
+      cred,
+      () => join(this.dirPath(parent), name),
+      { target },
+      () => this.inner.symlink(cred, parent, name, target),
     );
   }
 

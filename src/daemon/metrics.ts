@@ -36,7 +36,13 @@ import type { RefreshResult } from '../sync/scheduler.js';
 export interface MeteredShareSource {
   readonly config: { name: string; url: string; mode: string; mountpoint?: string; nfs?: HostPort };
   status(): {
-    cache: { usedBytes: number; limitBytes: number; dirtyBytes: number; dirtyFiles: number; hitRatio: number | null };
+    cache: {
+      usedBytes: number;
+      limitBytes: number;
+      dirtyBytes: number;
+      dirtyFiles: number;
+      hitRatio: number | null;
+    };
     uploads: { queued: number; inflight: number; uploadedFiles: number; uploadedBytes: number };
     failing: unknown[];
   };
@@ -46,7 +52,9 @@ export interface MeteredShareSource {
   oldestUploadMs(): number | undefined;
 }
 
-const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
 const S3_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const REFRESH_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900];
 
@@ -125,25 +133,49 @@ export class DaemonMetrics {
     registers: [this.registry],
   });
 
-  private readonly shareInfo = this.gauge('bucketgate_share_info', 'Running shares (value 1)', ['share', 'url', 'mode', 'mountpoint', 'nfs']);
-  private readonly cacheUsed = this.gauge('bucketgate_cache_used_bytes', 'Bytes of file data in the disk cache');
+  private readonly shareInfo = this.gauge('bucketgate_share_info', 'Running shares (value 1)', [
+    'share',
+    'url',
+    'mode',
+    'mountpoint',
+    'nfs',
+  ]);
+  private readonly cacheUsed = this.gauge(
+    'bucketgate_cache_used_bytes',
+    'Bytes of file data in the disk cache',
+  );
   private readonly cacheLimit = this.gauge('bucketgate_cache_limit_bytes', 'Disk cache limit (cacheSize)');
-  private readonly cacheDirty = this.gauge('bucketgate_cache_dirty_bytes', 'Bytes written locally and not yet uploaded');
-  private readonly cacheDirtyFiles = this.gauge('bucketgate_cache_dirty_files', 'Files with data not yet uploaded');
-  private readonly cacheHitRatio = this.gauge('bucketgate_cache_hit_ratio', 'Cache hits / lookups since the share started');
+  private readonly cacheDirty = this.gauge(
+    'bucketgate_cache_dirty_bytes',
+    'Bytes written locally and not yet uploaded',
+  );
+  private readonly cacheDirtyFiles = this.gauge(
+    'bucketgate_cache_dirty_files',
+    'Files with data not yet uploaded',
+  );
+  private readonly cacheHitRatio = this.gauge(
+    'bucketgate_cache_hit_ratio',
+    'Cache hits / lookups since the share started',
+  );
   private readonly cacheLookups = new Counter({
     name: 'bucketgate_cache_lookups_total',
     help: 'Cache lookups of file data by result (hit, miss)',
     labelNames: ['share', 'result'] as const,
     registers: [this.registry],
   });
-  private readonly uploadQueue = this.gauge('bucketgate_upload_queue_length', 'Files journaled for upload and not in flight');
+  private readonly uploadQueue = this.gauge(
+    'bucketgate_upload_queue_length',
+    'Files journaled for upload and not in flight',
+  );
   private readonly uploadsInflight = this.gauge('bucketgate_uploads_inflight', 'Uploads in flight');
   private readonly oldestDirty = this.gauge(
     'bucketgate_upload_oldest_dirty_age_seconds',
     'Age of the oldest journaled upload (0 when the journal is empty)',
   );
-  private readonly uploadsFailing = this.gauge('bucketgate_uploads_failing', 'Files whose upload failed and is being retried');
+  private readonly uploadsFailing = this.gauge(
+    'bucketgate_uploads_failing',
+    'Files whose upload failed and is being retried',
+  );
   private readonly uploadedFiles = new Counter({
     name: 'bucketgate_uploaded_files_total',
     help: 'Files uploaded',
@@ -159,7 +191,10 @@ export class DaemonMetrics {
 
   private readonly sources = new Set<MeteredShareSource>();
   /** Last cumulative values seen per share instance (counters grow by the difference). */
-  private readonly seen = new WeakMap<MeteredShareSource, { hits: number; misses: number; files: number; bytes: number }>();
+  private readonly seen = new WeakMap<
+    MeteredShareSource,
+    { hits: number; misses: number; files: number; bytes: number }
+  >();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
@@ -178,7 +213,13 @@ export class DaemonMetrics {
   }
 
   /** Record one reverse sync run (the share's refresh hook). */
-  observeRefresh(share: string, trigger: string, seconds: number, result?: RefreshResult, error?: unknown): void {
+  observeRefresh(
+    share: string,
+    trigger: string,
+    seconds: number,
+    result?: RefreshResult,
+    error?: unknown,
+  ): void {
     this.refreshRuns.inc({ share, trigger, result: error === undefined ? 'ok' : 'error' });
     this.refreshLatency.observe({ share }, seconds);
     if (result !== undefined) {
@@ -243,7 +284,12 @@ export class DaemonMetrics {
 
       const look = src.cacheLookups();
       const prev = this.seen.get(src) ?? { hits: 0, misses: 0, files: 0, bytes: 0 };
-      const next = { hits: look.hits, misses: look.misses, files: st.uploads.uploadedFiles, bytes: st.uploads.uploadedBytes };
+      const next = {
+        hits: look.hits,
+        misses: look.misses,
+        files: st.uploads.uploadedFiles,
+        bytes: st.uploads.uploadedBytes,
+      };
       this.cacheLookups.inc({ share, result: 'hit' }, Math.max(0, next.hits - prev.hits));
       this.cacheLookups.inc({ share, result: 'miss' }, Math.max(0, next.misses - prev.misses));
       this.uploadedFiles.inc(l, Math.max(0, next.files - prev.files));
@@ -316,11 +362,15 @@ export class MetricsServer {
     }).catch((e: unknown) => {
       const code = (e as NodeJS.ErrnoException).code;
       const why = code === 'EADDRINUSE' ? 'the address is in use' : (e as Error).message;
-      throw new Error(`metrics: cannot listen on ${this.listen.host}:${this.listen.port}: ${why}`, { cause: e });
+      throw new Error(`metrics: cannot listen on ${this.listen.host}:${this.listen.port}: ${why}`, {
+        cause: e,
+      });
     });
     server.on('error', (e) => log.error('metrics listener error', { error: e }));
     this.server = server;
-    log.info('metrics listening', { url: `http://${fmtHost(this.address?.host ?? this.listen.host)}:${this.address?.port ?? this.listen.port}/metrics` });
+    log.info('metrics listening', {
+      url: `http://${fmtHost(this.address?.host ?? this.listen.host)}:${this.address?.port ?? this.listen.port}/metrics`,
+    });
   }
 
   async stop(): Promise<void> {

@@ -67,7 +67,9 @@ export function sdNotify(assignments: string[]): Promise<void> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         senderMissing = true;
-        log.warn('NOTIFY_SOCKET is set but neither systemd-notify nor python3 is installed: systemd is not told that the daemon is ready (install the "systemd" package, or use Type=simple)');
+        log.warn(
+          'NOTIFY_SOCKET is set but neither systemd-notify nor python3 is installed: systemd is not told that the daemon is ready (install the "systemd" package, or use Type=simple)',
+        );
       } else {
         log.warn('notifying systemd failed', { error: e });
       }

@@ -60,7 +60,9 @@ export async function checkMountpoint(mountpoint: string, log?: Logger): Promise
       await new Promise<void>((resolveP, reject) =>
         execFile('umount', ['-l', abs], (err) => (err ? reject(err) : resolveP())),
       ).catch((err: unknown) => {
-        throw new StartupError(`mountpoint ${abs} is a stale bucketgate mount and "umount -l" failed: ${(err as Error).message}`);
+        throw new StartupError(
+          `mountpoint ${abs} is a stale bucketgate mount and "umount -l" failed: ${(err as Error).message}`,
+        );
       });
       log?.warn('detached a stale bucketgate mount left by a previous daemon', { mountpoint: abs });
       return checkMountpoint(mountpoint, log);
@@ -70,7 +72,8 @@ export async function checkMountpoint(mountpoint: string, log?: Logger): Promise
         `mountpoint ${abs} is a stale FUSE mount ("Transport endpoint is not connected"): run "umount -l ${abs}" (or "fusermount -uz ${abs}") first`,
       );
     }
-    if (code === 'ENOENT') throw new StartupError(`mountpoint ${abs} does not exist (create it with mkdir -p)`);
+    if (code === 'ENOENT')
+      throw new StartupError(`mountpoint ${abs} does not exist (create it with mkdir -p)`);
     throw new StartupError(`mountpoint ${abs} cannot be used: ${(e as Error).message}`);
   }
   if (!st.isDirectory()) throw new StartupError(`mountpoint ${abs} is not a directory`);
@@ -81,13 +84,19 @@ export async function checkMountpoint(mountpoint: string, log?: Logger): Promise
 }
 
 /** Probe the bucket once so that a wrong endpoint, bucket or credential fails the start clearly. */
-export async function checkBucket(store: ObjectStore, bucket: string, prefix: string, endpoint: string | undefined): Promise<void> {
+export async function checkBucket(
+  store: ObjectStore,
+  bucket: string,
+  prefix: string,
+  endpoint: string | undefined,
+): Promise<void> {
   try {
     await store.list(prefix, { maxKeys: 1, delimiter: '/' });
   } catch (e) {
     const where = endpoint ? ` at ${endpoint}` : '';
     if (e instanceof ObjectStoreError) {
-      if (e.kind === 'no-bucket') throw new StartupError(`bucket "${bucket}" does not exist${where}`, { cause: e });
+      if (e.kind === 'no-bucket')
+        throw new StartupError(`bucket "${bucket}" does not exist${where}`, { cause: e });
       if (e.kind === 'denied') {
         throw new StartupError(
           `access to bucket "${bucket}"${where} was denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or config file) and the bucket policy (${e.message})`,

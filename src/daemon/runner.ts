@@ -19,12 +19,17 @@ export interface RunOptions {
   auditLog?: string;
 }
 
-export async function adminHandler(share: Share, req: AdminRequest, progress: (p: unknown) => void): Promise<Record<string, unknown>> {
+export async function adminHandler(
+  share: Share,
+  req: AdminRequest,
+  progress: (p: unknown) => void,
+): Promise<Record<string, unknown>> {
   switch (req.cmd) {
     case 'status':
       return { status: share.status() };
     case 'flush': {
-      const timeoutMs = typeof req.timeoutMs === 'number' && req.timeoutMs > 0 ? req.timeoutMs : 24 * 3600_000;
+      const timeoutMs =
+        typeof req.timeoutMs === 'number' && req.timeoutMs > 0 ? req.timeoutMs : 24 * 3600_000;
       const timer = setInterval(() => {
         const s = share.status();
         progress({ queued: s.uploads.queued, inflight: s.uploads.inflight, dirtyBytes: s.cache.dirtyBytes });
@@ -89,11 +94,21 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
     });
     for (const cfg of configs) {
       const hooks = services.hooksFor(cfg);
-      const share = await Share.start(cfg, log.child({ share: cfg.name }, { level: cfg.logLevel }), hooks ? { hooks } : {});
+      const share = await Share.start(
+        cfg,
+        log.child({ share: cfg.name }, { level: cfg.logLevel }),
+        hooks ? { hooks } : {},
+      );
       shares.push(share);
       services.add(share);
       share.onUnmounted(() => void stopAll(`${cfg.mountpoint ?? cfg.name} was unmounted from outside`));
-      const admin = new AdminServer(cfg.adminSocketDir, cfg.name, share.mountpoint, (req, p) => adminHandler(share, req, p), log);
+      const admin = new AdminServer(
+        cfg.adminSocketDir,
+        cfg.name,
+        share.mountpoint,
+        (req, p) => adminHandler(share, req, p),
+        log,
+      );
       await admin.start();
       admins.push(admin);
     }
@@ -102,6 +117,13 @@ export async function runShares(configs: ShareConfig[], opts: RunOptions): Promi
     throw e;
   }
   opts.onReady?.(shares);
-  void notifyReady(shares.map((s) => `${s.config.name} ${s.mountpoint ?? (s.nfsAddress ? `nfs ${s.nfsAddress.host}:${s.nfsAddress.port}` : '')}`).join(', '));
+  void notifyReady(
+    shares
+      .map(
+        (s) =>
+          `${s.config.name} ${s.mountpoint ?? (s.nfsAddress ? `nfs ${s.nfsAddress.host}:${s.nfsAddress.port}` : '')}`,
+      )
+      .join(', '),
+  );
   await done;
 }

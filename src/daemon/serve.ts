@@ -37,7 +37,9 @@ interface Running {
 
 function secretsOf(cfg: ServeConfig): string[] {
   return cfg.shares.flatMap((s) =>
-    s.credentials ? [s.credentials.secretAccessKey, ...(s.credentials.sessionToken ? [s.credentials.sessionToken] : [])] : [],
+    s.credentials
+      ? [s.credentials.secretAccessKey, ...(s.credentials.sessionToken ? [s.credentials.sessionToken] : [])]
+      : [],
   );
 }
 
@@ -48,7 +50,10 @@ function restartKey(cfg: ShareConfig): Omit<ShareConfig, 'logLevel'> {
 }
 
 function describe(s: Share): string {
-  const where = [s.mountpoint, s.nfsAddress ? `nfs ${s.nfsAddress.host}:${s.nfsAddress.port}:/${s.config.name}` : undefined].filter(Boolean);
+  const where = [
+    s.mountpoint,
+    s.nfsAddress ? `nfs ${s.nfsAddress.host}:${s.nfsAddress.port}:/${s.config.name}` : undefined,
+  ].filter(Boolean);
   return `${s.config.name} (${where.join(', ') || 'stopped'})`;
 }
 
@@ -110,7 +115,10 @@ export class ServeDaemon {
   }
 
   private serviceSettings(cfg: ServeConfig): { metrics?: ServeConfig['metrics']; auditLog?: string } {
-    return { ...(cfg.metrics ? { metrics: cfg.metrics } : {}), ...(cfg.auditLog ? { auditLog: cfg.auditLog } : {}) };
+    return {
+      ...(cfg.metrics ? { metrics: cfg.metrics } : {}),
+      ...(cfg.auditLog ? { auditLog: cfg.auditLog } : {}),
+    };
   }
 
   private statusLine(): string {
@@ -131,7 +139,13 @@ export class ServeDaemon {
     const shareLog = getLogger({ share: cfg.name }, { level: () => this.levels.get(cfg.name) ?? logLevel() });
     const hooks = this.services.hooksFor(cfg);
     const share = await Share.start(cfg, shareLog, hooks ? { hooks } : {});
-    const admin = new AdminServer(cfg.adminSocketDir, cfg.name, share.mountpoint, (req, p) => adminHandler(share, req, p), shareLog);
+    const admin = new AdminServer(
+      cfg.adminSocketDir,
+      cfg.name,
+      share.mountpoint,
+      (req, p) => adminHandler(share, req, p),
+      shareLog,
+    );
     try {
       await admin.start();
     } catch (e) {
@@ -145,7 +159,9 @@ export class ServeDaemon {
       if (this.running.get(cfg.name) !== entry) return;
       void this.exclusive(async () => {
         if (this.running.get(cfg.name) !== entry) return;
-        log.warn('the share was unmounted from outside: stopping it (SIGHUP starts it again)', { share: cfg.name });
+        log.warn('the share was unmounted from outside: stopping it (SIGHUP starts it again)', {
+          share: cfg.name,
+        });
         await this.stopShare(cfg.name);
         void notifyReady(this.statusLine());
       });
@@ -157,7 +173,9 @@ export class ServeDaemon {
     if (!r) return;
     this.running.delete(name);
     this.services.remove(r.share);
-    await r.admin.stop().catch((e: unknown) => log.error('admin socket stop failed', { share: name, error: e }));
+    await r.admin
+      .stop()
+      .catch((e: unknown) => log.error('admin socket stop failed', { share: name, error: e }));
     await r.share.stop().catch((e: unknown) => log.error('share stop failed', { share: name, error: e }));
   }
 
@@ -237,7 +255,10 @@ export class ServeDaemon {
             await this.startShare(old);
             log.warn('reload: the share runs with its previous settings', { share: cfg.name });
           } catch (e2) {
-            log.error('reload: the share could not be restarted with its previous settings either', { share: cfg.name, error: e2 });
+            log.error('reload: the share could not be restarted with its previous settings either', {
+              share: cfg.name,
+              error: e2,
+            });
           }
         }
       }
@@ -284,7 +305,9 @@ export async function cmdServe(args: string[]): Promise<void> {
       if (file === undefined) throw new UsageError(`--config needs a file (${SERVE_USAGE})`);
     } else if (a.startsWith('--config=')) file = a.slice('--config='.length);
     else if (a === '--help' || a === '-h') {
-      process.stdout.write(`${SERVE_USAGE}\nRuns every share of the config file (docs/CONFIGURATION.md); SIGHUP reloads it.\n`);
+      process.stdout.write(
+        `${SERVE_USAGE}\nRuns every share of the config file (docs/CONFIGURATION.md); SIGHUP reloads it.\n`,
+      );
       return;
     } else throw new UsageError(`unexpected argument ${JSON.stringify(a)} (${SERVE_USAGE})`);
   }
@@ -301,10 +324,14 @@ export async function cmdServe(args: string[]): Promise<void> {
   }
   if (check) {
     const lines = cfg.shares.map((s) => {
-      const where = [s.mountpoint, s.nfs ? `nfs ${s.nfs.host}:${s.nfs.port}:/${s.name}` : undefined].filter(Boolean).join(', ');
+      const where = [s.mountpoint, s.nfs ? `nfs ${s.nfs.host}:${s.nfs.port}:/${s.name}` : undefined]
+        .filter(Boolean)
+        .join(', ');
       return `  ${s.name}: ${s.url} -> ${where} (cache ${s.cacheDir}, ${s.mode})`;
     });
-    process.stdout.write(`${cfg.file}: OK, ${cfg.shares.length} share${cfg.shares.length === 1 ? '' : 's'}\n${lines.join('\n')}\n`);
+    process.stdout.write(
+      `${cfg.file}: OK, ${cfg.shares.length} share${cfg.shares.length === 1 ? '' : 's'}\n${lines.join('\n')}\n`,
+    );
     return;
   }
   configureLogging({ level: cfg.logLevel, format: cfg.logFormat });

@@ -33,7 +33,8 @@ export function shareSource(share: Share): MeteredShareSource {
     },
     oldestUploadMs: () => {
       let min: number | undefined;
-      for (const u of share.meta.allUploads()) if (min === undefined || u.enqueuedMs < min) min = u.enqueuedMs;
+      for (const u of share.meta.allUploads())
+        if (min === undefined || u.enqueuedMs < min) min = u.enqueuedMs;
       return min;
     },
   };
@@ -106,7 +107,9 @@ export class DaemonServices {
 
   /** Reopen the audit log (log rotation; SIGHUP). */
   async reopenAudit(): Promise<void> {
-    await this.audit?.reopen().catch((e: unknown) => log.error('cannot reopen the audit log', { file: this.audit?.file, error: e }));
+    await this.audit
+      ?.reopen()
+      .catch((e: unknown) => log.error('cannot reopen the audit log', { file: this.audit?.file, error: e }));
   }
 
   /** The decorators for one share, or undefined when nothing is to be recorded. */
@@ -117,7 +120,8 @@ export class DaemonServices {
       store: (store) => new MeteredObjectStore(store, m, cfg.name),
       vfs: (vfs, protocol, pathOf) =>
         new MeteredVfs(vfs, { share: cfg.name, protocol, metrics: m, audit: () => this.audit, pathOf }),
-      refresh: (trigger, seconds, result, error) => m.observeRefresh(cfg.name, trigger, seconds, result, error),
+      refresh: (trigger, seconds, result, error) =>
+        m.observeRefresh(cfg.name, trigger, seconds, result, error),
     };
   }
 

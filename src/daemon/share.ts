@@ -23,7 +23,13 @@ export interface ShareStatus {
   url: string;
   mode: ShareConfig['mode'];
   mountpoint: string | null;
-  cache: { usedBytes: number; limitBytes: number; dirtyBytes: number; dirtyFiles: number; hitRatio: number | null };
+  cache: {
+    usedBytes: number;
+    limitBytes: number;
+    dirtyBytes: number;
+    dirtyFiles: number;
+    hitRatio: number | null;
+  };
   uploads: { queued: number; inflight: number; uploadedFiles: number; uploadedBytes: number };
   failing: Array<{ path: string; attempts: number; lastError: string | null }>;
   lastRefresh: (Partial<RefreshResult> & { at: string }) | null;
@@ -37,7 +43,12 @@ export interface ShareHooks {
   store?: (store: ObjectStore) => ObjectStore;
   /** `pathOf` names an inode relative to the share root (`/a/b`), for audit events. */
   vfs?: (vfs: Vfs, protocol: 'fuse' | 'nfs', pathOf: (ino: Ino) => string | undefined) => Vfs;
-  refresh?: (trigger: 'interval' | 'manual', seconds: number, result?: RefreshResult, error?: unknown) => void;
+  refresh?: (
+    trigger: 'interval' | 'manual',
+    seconds: number,
+    result?: RefreshResult,
+    error?: unknown,
+  ) => void;
 }
 
 export class Share {
@@ -60,7 +71,11 @@ export class Share {
     private readonly hooks: ShareHooks = {},
   ) {}
 
-  static async start(config: ShareConfig, log: Logger, opts: { store?: ObjectStore; hooks?: ShareHooks } = {}): Promise<Share> {
+  static async start(
+    config: ShareConfig,
+    log: Logger,
+    opts: { store?: ObjectStore; hooks?: ShareHooks } = {},
+  ): Promise<Share> {
     const hooks = opts.hooks ?? {};
     const mountpoint = config.noFuse || !config.mountpoint ? undefined : config.mountpoint;
     if (mountpoint) {
@@ -89,7 +104,13 @@ export class Share {
         path: join(config.cacheDir, 'meta.db'),
         root: { mode: config.dirMode, uid: config.uid, gid: config.gid },
       });
-      cache = await DiskDataCache.open({ dir: config.cacheDir, limitBytes: config.cacheSize, index: meta, logger: log, writeWaitMs: config.cacheWriteWaitMs });
+      cache = await DiskDataCache.open({
+        dir: config.cacheDir,
+        limitBytes: config.cacheSize,
+        index: meta,
+        logger: log,
+        writeWaitMs: config.cacheWriteWaitMs,
+      });
       const vfs = new CoreVfs({
         name: config.name,
         prefix: config.prefix,
@@ -109,7 +130,8 @@ export class Share {
       const share = new Share(config, store, meta, cache, vfs, unlock, log, hooks);
       const m = meta;
       const pathOf = (ino: Ino): string | undefined => pathOfInode(m, ino);
-      const adapterVfs = (protocol: 'fuse' | 'nfs'): Vfs => (hooks.vfs ? hooks.vfs(vfs, protocol, pathOf) : vfs);
+      const adapterVfs = (protocol: 'fuse' | 'nfs'): Vfs =>
+        hooks.vfs ? hooks.vfs(vfs, protocol, pathOf) : vfs;
       share.scheduler = new RefreshScheduler(
         () => share.observeRefresh('interval', () => vfs.refresh('/', true)),
         config.refreshIntervalMs,
@@ -168,7 +190,10 @@ export class Share {
           share.nfsAddress = { host: config.nfs.host, port: r.port };
         } catch (e) {
           await share.fuse?.unmount().catch(() => undefined);
-          throw new StartupError(`cannot start the NFS export on ${config.nfs.host}:${config.nfs.port}: ${(e as Error).message}`, { cause: e });
+          throw new StartupError(
+            `cannot start the NFS export on ${config.nfs.host}:${config.nfs.port}: ${(e as Error).message}`,
+            { cause: e },
+          );
         }
       }
       log.info('share started', {
@@ -206,7 +231,10 @@ export class Share {
   private lastRefresh: (RefreshResult & { at: string }) | undefined;
 
   /** Run a reverse sync, reporting it to the refresh hook (metrics). */
-  private async observeRefresh<T extends RefreshResult>(trigger: 'interval' | 'manual', run: () => Promise<T>): Promise<T> {
+  private async observeRefresh<T extends RefreshResult>(
+    trigger: 'interval' | 'manual',
+    run: () => Promise<T>,
+  ): Promise<T> {
     const t0 = process.hrtime.bigint();
     const secs = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
     try {
@@ -235,9 +263,18 @@ export class Share {
         dirtyFiles: u.dirtyFiles,
         hitRatio: lookups > 0 ? u.hits / lookups : null,
       },
-      uploads: { queued: up.queued, inflight: up.inflight, uploadedFiles: up.uploadedFiles, uploadedBytes: up.uploadedBytes },
+      uploads: {
+        queued: up.queued,
+        inflight: up.inflight,
+        uploadedFiles: up.uploadedFiles,
+        uploadedBytes: up.uploadedBytes,
+      },
       failing: up.failing.map((f) => ({ path: f.path, attempts: f.attempts, lastError: f.lastError })),
-      lastRefresh: this.lastRefresh ?? (this.scheduler?.lastRun ? { at: this.scheduler.lastRun.at.toISOString(), ...this.scheduler.lastRun.result } : null),
+      lastRefresh:
+        this.lastRefresh ??
+        (this.scheduler?.lastRun
+          ? { at: this.scheduler.lastRun.at.toISOString(), ...this.scheduler.lastRun.result }
+          : null),
     };
   }
 
@@ -250,10 +287,16 @@ export class Share {
   private async doStop(): Promise<void> {
     await this.scheduler?.stop();
     if (this.nfs) {
-      await this.nfs.stop().catch((e: unknown) => this.log.error('NFS server stop failed', { share: this.config.name, error: e }));
+      await this.nfs
+        .stop()
+        .catch((e: unknown) =>
+          this.log.error('NFS server stop failed', { share: this.config.name, error: e }),
+        );
     }
     if (this.fuse) {
-      await this.fuse.unmount().catch((e: unknown) => this.log.error('unmount failed', { share: this.config.name, error: e }));
+      await this.fuse
+        .unmount()
+        .catch((e: unknown) => this.log.error('unmount failed', { share: this.config.name, error: e }));
     }
     await this.vfs.shutdown();
     await this.cache.close();

@@ -989,14 +989,20 @@ export class DiskDataCache implements DataCache {
    * first evicts clean data, then waits while uploads turn dirty data clean (markClean/drop wake
    * it), and fails with ENOSPC after writeWaitMs. Never corruption, never an unbounded cache.
    */
-  private async reserveSpace(e: { present: ByteRange[]; size: number }, offset: number, length: number): Promise<void> {
+  private async reserveSpace(
+    e: { present: ByteRange[]; size: number },
+    offset: number,
+    length: number,
+  ): Promise<void> {
     const growth = (): number => {
       const added: ByteRange = { start: Math.min(offset, e.size), end: offset + length };
       return totalBytes(missingRanges(added, e.present));
     };
     if (this.usedBytes + growth() <= this.limitBytes) return;
     if (growth() > this.limitBytes) {
-      throw new FsError('ENOSPC', 'write', undefined, { message: `write of ${length} bytes is larger than the whole cache` });
+      throw new FsError('ENOSPC', 'write', undefined, {
+        message: `write of ${length} bytes is larger than the whole cache`,
+      });
     }
     const deadline = Date.now() + this.writeWaitMs;
     let warned = false;

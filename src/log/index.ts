@@ -91,7 +91,8 @@ const errorFormat = winston.format((info) => {
     const v = info[k];
     if (v instanceof Error) {
       const code = (v as { code?: unknown }).code;
-      (info as Record<string, unknown>)[k] = code !== undefined ? `${v.name}(${String(code)}): ${v.message}` : `${v.name}: ${v.message}`;
+      (info as Record<string, unknown>)[k] =
+        code !== undefined ? `${v.name}(${String(code)}): ${v.message}` : `${v.name}: ${v.message}`;
     }
   }
   return info;
@@ -119,7 +120,8 @@ function envLevel(): LogLevel | undefined {
 
 function build(opts: LogOptions): winston.Logger {
   const underJournal =
-    (process.env.JOURNAL_STREAM !== undefined && process.env.JOURNAL_STREAM !== '') || process.env.BUCKETGATE_LOG_JOURNAL === '1';
+    (process.env.JOURNAL_STREAM !== undefined && process.env.JOURNAL_STREAM !== '') ||
+    process.env.BUCKETGATE_LOG_JOURNAL === '1';
   const timestamps = opts.timestamps ?? !underJournal;
   const prefix = (level: unknown): string => (underJournal ? `<${SYSLOG_PRIORITY[String(level)] ?? 6}>` : '');
   const fmt =
@@ -166,7 +168,8 @@ export function logLevel(): LogLevel {
 }
 
 function wrap(getBase: () => winston.Logger, meta: Record<string, unknown>, level?: LevelSetting): Logger {
-  const threshold = (): LogLevel => (level === undefined ? defaultLevel : typeof level === 'function' ? level() : level);
+  const threshold = (): LogLevel =>
+    level === undefined ? defaultLevel : typeof level === 'function' ? level() : level;
   const emit = (l: LogLevel, msg: string, m: Record<string, unknown> | undefined): void => {
     if (RANK[l] <= RANK[threshold()]) getBase().log(l, msg, { ...meta, ...m });
   };

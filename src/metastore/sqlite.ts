@@ -148,7 +148,8 @@ function rangesFromJson(s: string): ByteRange[] {
   if (!Array.isArray(parsed)) return [];
   const out: ByteRange[] = [];
   for (const p of parsed) {
-    if (Array.isArray(p) && typeof p[0] === 'number' && typeof p[1] === 'number') out.push({ start: p[0], end: p[1] });
+    if (Array.isArray(p) && typeof p[0] === 'number' && typeof p[1] === 'number')
+      out.push({ start: p[0], end: p[1] });
   }
   return out;
 }
@@ -181,10 +182,13 @@ export class SqliteMetaStore implements MetaStore {
 
   private migrate(root: SqliteMetaStoreOptions['root']): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
-    const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: bigint } | undefined;
+    const row = this.db.prepare('SELECT version FROM schema_version').get() as
+      { version: bigint } | undefined;
     let version = row ? Number(row.version) : 0;
     if (version > MIGRATIONS.length) {
-      throw new Error(`metadata database has schema version ${version}, newer than this bucketgate (${MIGRATIONS.length})`);
+      throw new Error(
+        `metadata database has schema version ${version}, newer than this bucketgate (${MIGRATIONS.length})`,
+      );
     }
     const run = this.db.transaction(() => {
       for (; version < MIGRATIONS.length; version++) {
@@ -211,7 +215,9 @@ export class SqliteMetaStore implements MetaStore {
     const d = this.db;
     return {
       getNode: d.prepare('SELECT * FROM nodes WHERE ino = ?'),
-      lookup: d.prepare('SELECT n.* FROM edges e JOIN nodes n ON n.ino = e.ino WHERE e.parent = ? AND e.name = ?'),
+      lookup: d.prepare(
+        'SELECT n.* FROM edges e JOIN nodes n ON n.ino = e.ino WHERE e.parent = ? AND e.name = ?',
+      ),
       parentOf: d.prepare('SELECT parent, name FROM edges WHERE ino = ?'),
       children: d.prepare(
         'SELECT e.id AS cookie, e.name AS name, n.* FROM edges e JOIN nodes n ON n.ino = e.ino WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?',
@@ -229,10 +235,14 @@ export class SqliteMetaStore implements MetaStore {
       deleteDirState: d.prepare('DELETE FROM dirstate WHERE ino = ?'),
       deleteUpload: d.prepare('DELETE FROM uploads WHERE ino = ?'),
       deleteCache: d.prepare('DELETE FROM cache_entries WHERE ino = ?'),
-      moveEdge: d.prepare('UPDATE edges SET parent = ?, name = ?, id = (SELECT seq + 1 FROM sqlite_sequence WHERE name = \'edges\') WHERE parent = ? AND name = ?'),
+      moveEdge: d.prepare(
+        "UPDATE edges SET parent = ?, name = ?, id = (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'edges') WHERE parent = ? AND name = ?",
+      ),
       bumpEdgeSeq: d.prepare("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'edges'"),
       getDirState: d.prepare('SELECT complete, listed_at_ms FROM dirstate WHERE ino = ?'),
-      setDirState: d.prepare('INSERT OR REPLACE INTO dirstate (ino, complete, listed_at_ms) VALUES (?, ?, ?)'),
+      setDirState: d.prepare(
+        'INSERT OR REPLACE INTO dirstate (ino, complete, listed_at_ms) VALUES (?, ?, ?)',
+      ),
       enqueueUpload: d.prepare(
         `INSERT INTO uploads (ino, due_ms, attempts, enqueued_ms) VALUES (?, ?, 0, ?)
          ON CONFLICT (ino) DO UPDATE SET due_ms = excluded.due_ms`,
@@ -240,7 +250,9 @@ export class SqliteMetaStore implements MetaStore {
       getUpload: d.prepare('SELECT * FROM uploads WHERE ino = ?'),
       dueUploads: d.prepare('SELECT * FROM uploads WHERE due_ms <= ? ORDER BY due_ms LIMIT ?'),
       allUploads: d.prepare('SELECT * FROM uploads ORDER BY due_ms'),
-      uploadFailed: d.prepare('UPDATE uploads SET attempts = attempts + 1, last_error = ?, due_ms = ? WHERE ino = ?'),
+      uploadFailed: d.prepare(
+        'UPDATE uploads SET attempts = attempts + 1, last_error = ?, due_ms = ? WHERE ino = ?',
+      ),
       unsynced: d.prepare("SELECT * FROM nodes WHERE state != 'clean'"),
       nodeCount: d.prepare('SELECT count(*) AS c FROM nodes'),
       getMeta: d.prepare('SELECT value FROM meta WHERE key = ?'),
@@ -283,7 +295,9 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   children(parent: Ino, cookie: bigint, limit: number): ChildRow[] {
-    const rows = this.stmts.children.all(parent, cookie, limit) as Array<RawNode & { cookie: bigint; name: string }>;
+    const rows = this.stmts.children.all(parent, cookie, limit) as Array<
+      RawNode & { cookie: bigint; name: string }
+    >;
     return rows.map((r) => ({ name: r.name, cookie: r.cookie, node: toNode(r) }));
   }
 
@@ -425,7 +439,9 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   unseenChildren(parent: Ino, cookie: bigint, limit: number): ChildRow[] {
-    const rows = this.stmts.unseen.all(parent, cookie, limit) as Array<RawNode & { cookie: bigint; name: string }>;
+    const rows = this.stmts.unseen.all(parent, cookie, limit) as Array<
+      RawNode & { cookie: bigint; name: string }
+    >;
     return rows.map((r) => ({ name: r.name, cookie: r.cookie, node: toNode(r) }));
   }
 
@@ -438,7 +454,10 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   remoteOps(): Array<{ id: number; body: string }> {
-    return (this.stmts.allOps.all() as Array<{ id: bigint; body: string }>).map((r) => ({ id: Number(r.id), body: r.body }));
+    return (this.stmts.allOps.all() as Array<{ id: bigint; body: string }>).map((r) => ({
+      id: Number(r.id),
+      body: r.body,
+    }));
   }
 
   async sync(): Promise<void> {
@@ -487,7 +506,14 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   save(ino: Ino, s: CacheEntryState): void {
-    this.stmts.cacheSave.run(ino, s.size, rangesToJson(s.present), rangesToJson(s.dirty), s.modified ? 1 : 0, s.lastAccessMs);
+    this.stmts.cacheSave.run(
+      ino,
+      s.size,
+      rangesToJson(s.present),
+      rangesToJson(s.dirty),
+      s.modified ? 1 : 0,
+      s.lastAccessMs,
+    );
   }
 
   remove(ino: Ino): void {

@@ -99,7 +99,12 @@ export interface ObjectStore {
    * Bytes [start, end) of an object as a buffer. With `ifMatch`, fails with kind 'precondition'
    * when the object's ETag differs. Reading past the end returns the bytes that exist.
    */
-  getRange(key: string, start: number, end: number, opts?: { ifMatch?: string; signal?: AbortSignal }): Promise<Buffer>;
+  getRange(
+    key: string,
+    start: number,
+    end: number,
+    opts?: { ifMatch?: string; signal?: AbortSignal },
+  ): Promise<Buffer>;
   /** The whole object as a stream (for large sequential consumers). */
   getStream(key: string, opts?: { start?: number; end?: number; signal?: AbortSignal }): Promise<Readable>;
   /**

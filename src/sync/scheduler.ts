@@ -46,7 +46,10 @@ export class RefreshScheduler {
       const result = await this.run();
       this.lastRun = { at: new Date(), result };
       const changes = result.added + result.changed + result.removed + result.conflicts;
-      (changes > 0 ? this.log.info : this.log.debug)('periodic refresh finished', { ...result, ms: Date.now() - t0 });
+      (changes > 0 ? this.log.info : this.log.debug)('periodic refresh finished', {
+        ...result,
+        ms: Date.now() - t0,
+      });
     } catch (e) {
       this.lastRun = { at: new Date(), error: e instanceof Error ? e.message : String(e) };
       this.log.error('periodic refresh failed', { error: e });

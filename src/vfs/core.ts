@@ -135,7 +135,8 @@ export class CoreVfs implements Vfs {
     await this.remoteOps.replay();
     await this.recoverTornFiles();
     this.uploader.conditional = await this.probeConditionalWrites();
-    this.uploader.onConflict = (ino, name, key, etag, size) => this.addConflictSibling(ino, name, key, etag, size);
+    this.uploader.onConflict = (ino, name, key, etag, size) =>
+      this.addConflictSibling(ino, name, key, etag, size);
     this.uploader.start();
   }
 
@@ -150,13 +151,17 @@ export class CoreVfs implements Vfs {
       await this.store.put(key, Buffer.from('1'), { metadata: {}, ifNoneMatch: true });
       try {
         await this.store.put(key, Buffer.from('2'), { metadata: {}, ifNoneMatch: true });
-        this.log.info('the object store ignores conditional writes: uploads check for concurrent writers with HEAD');
+        this.log.info(
+          'the object store ignores conditional writes: uploads check for concurrent writers with HEAD',
+        );
         return false;
       } catch (e) {
         return e instanceof ObjectStoreError && e.kind === 'precondition';
       }
     } catch (e) {
-      this.log.warn('conditional-write probe failed; uploads check for concurrent writers with HEAD', { error: errMessage(e) });
+      this.log.warn('conditional-write probe failed; uploads check for concurrent writers with HEAD', {
+        error: errMessage(e),
+      });
       return false;
     } finally {
       await this.store.delete([key]).catch(() => undefined);
@@ -230,11 +235,19 @@ export class CoreVfs implements Vfs {
    * every directory below it that this gateway has listed before. Unlisted directories stay lazy
    * (they are listed on first access anyway).
    */
-  async refresh(path: string, recursive: boolean, progress?: (p: { directories: number; objects: number }) => void): Promise<DiffSummary & { directories: number }> {
+  async refresh(
+    path: string,
+    recursive: boolean,
+    progress?: (p: { directories: number; objects: number }) => void,
+  ): Promise<DiffSummary & { directories: number }> {
     let ino: Ino = ROOT_INO;
     for (const seg of path.split('/').filter((s) => s !== '')) {
       const n = await this.lookup(ROOT_CRED, ino, seg).catch((e: unknown) => {
-        throw e instanceof FsError && e.code === 'ENOENT' ? new FsError('ENOENT', 'refresh', path, { message: `${path}: no such file or directory in the share` }) : e;
+        throw e instanceof FsError && e.code === 'ENOENT'
+          ? new FsError('ENOENT', 'refresh', path, {
+              message: `${path}: no such file or directory in the share`,
+            })
+          : e;
       });
       ino = n.ino;
     }
@@ -254,9 +267,10 @@ export class CoreVfs implements Vfs {
       total.directories++;
       progress?.({ directories: total.directories, objects: total.objects });
       if (!recursive) continue;
-      for (let cookie = 0n; ; ) {
+      for (let cookie = 0n; ;) {
         const page = this.meta.children(dir, cookie, 1000);
-        for (const c of page) if (c.node.type === 'dir' && this.meta.getDirState(c.node.ino)?.complete) queue.push(c.node.ino);
+        for (const c of page)
+          if (c.node.type === 'dir' && this.meta.getDirState(c.node.ino)?.complete) queue.push(c.node.ino);
         if (page.length < 1000) break;
         cookie = page[page.length - 1]!.cookie;
       }
@@ -388,19 +402,22 @@ export class CoreVfs implements Vfs {
       const gidChange = ch.gid !== undefined && ch.gid !== n.gid;
       if (cred.uid !== 0) {
         if (uidChange) throw new FsError('EPERM', 'chown', path);
-        if (gidChange && (cred.uid !== n.uid || !inGroup(cred, ch.gid!))) throw new FsError('EPERM', 'chown', path);
+        if (gidChange && (cred.uid !== n.uid || !inGroup(cred, ch.gid!)))
+          throw new FsError('EPERM', 'chown', path);
       }
       if (ch.uid !== undefined) upd.uid = ch.uid;
       if (ch.gid !== undefined) upd.gid = ch.gid;
       // chown by non-root clears setuid/setgid on files, as Linux does.
-      if ((uidChange || gidChange) && n.type === 'file' && cred.uid !== 0) upd.mode = (upd.mode ?? n.mode) & ~0o6000;
+      if ((uidChange || gidChange) && n.type === 'file' && cred.uid !== 0)
+        upd.mode = (upd.mode ?? n.mode) & ~0o6000;
       metaChanged = true;
     }
     const handle = fh !== undefined ? this.handles.get(fh) : undefined;
     if (ch.size !== undefined) {
       if (n.type === 'dir') throw new FsError('EISDIR', 'truncate', path);
       if (n.type !== 'file') throw new FsError('EINVAL', 'truncate', path);
-      if (!(handle?.writable ?? false) && !permits(cred, n, W_OK)) throw new FsError('EACCES', 'truncate', path);
+      if (!(handle?.writable ?? false) && !permits(cred, n, W_OK))
+        throw new FsError('EACCES', 'truncate', path);
       if (ch.size < 0 || !Number.isSafeInteger(ch.size)) throw new FsError('EINVAL', 'truncate', path);
       if (ch.size > 5 * 1024 ** 4) throw new FsError('EFBIG', 'truncate', path);
       await this.truncateData(n, ch.size);
@@ -421,7 +438,8 @@ export class CoreVfs implements Vfs {
       metaChanged = true;
     }
     upd.ctimeNs = t;
-    if (metaChanged && n.state === 'clean' && upd.state === undefined) upd.state = n.type === 'dir' ? 'clean' : 'meta';
+    if (metaChanged && n.state === 'clean' && upd.state === undefined)
+      upd.state = n.type === 'dir' ? 'clean' : 'meta';
 
     const rootOfBucket = ino === ROOT_INO && this.opts.prefix === '';
     if (n.type === 'dir' && metaChanged && !rootOfBucket) {
@@ -468,7 +486,11 @@ export class CoreVfs implements Vfs {
     this.cache.ensure(n.ino, n.remoteSize ?? n.size);
     if ((this.cache.size(n.ino) ?? n.size) !== n.size) {
       // Cache entry and node disagree (should not happen): the node is authoritative.
-      this.log.warn('cache size differs from node size', { ino: n.ino, node: n.size, cache: this.cache.size(n.ino) });
+      this.log.warn('cache size differs from node size', {
+        ino: n.ino,
+        node: n.size,
+        cache: this.cache.size(n.ino),
+      });
     }
     await this.cache.truncate(n.ino, size);
   }
@@ -482,7 +504,9 @@ export class CoreVfs implements Vfs {
     const page = rows.slice(0, limit);
     // Metadata of entries seen only in a listing is loaded in parallel (bounded) for this page,
     // and prefetched for the rest of the directory.
-    this.tree.prefetchMeta(this.meta.children(ino, page[page.length - 1]?.cookie ?? cookie, 2000).map((r) => r.node));
+    this.tree.prefetchMeta(
+      this.meta.children(ino, page[page.length - 1]?.cookie ?? cookie, 2000).map((r) => r.node),
+    );
     const entries = await Promise.all(
       page.map(async (r) => {
         const n = r.node.metaLoaded ? r.node : await this.tree.ensureMeta(r.node).catch(() => undefined);
@@ -618,7 +642,13 @@ export class CoreVfs implements Vfs {
     return this.newHandle(ino, flags);
   }
 
-  async create(cred: Cred, parent: Ino, name: string, mode: number, flags: number): Promise<{ attr: Attr; fh: Fh }> {
+  async create(
+    cred: Cred,
+    parent: Ino,
+    name: string,
+    mode: number,
+    flags: number,
+  ): Promise<{ attr: Attr; fh: Fh }> {
     this.checkName(name, 'create');
     this.writable('create');
     const d = await this.dir(cred, parent, 'create', X_OK);
@@ -663,7 +693,8 @@ export class CoreVfs implements Vfs {
     h.lastReadEnd = offset + len;
     if (!this.cache.has(n.ino)) this.cache.ensure(n.ino, n.size);
     if (this.cache.missing(n.ino, offset, len).length > 0 || (h.seqRun > 1 && n.remoteKey !== null)) {
-      if (n.remoteKey === null) throw new FsError('EIO', 'read', this.tree.pathOf(n.ino), { message: 'cached data lost' });
+      if (n.remoteKey === null)
+        throw new FsError('EIO', 'read', this.tree.pathOf(n.ino), { message: 'cached data lost' });
       const ra = h.seqRun > 1 ? Math.min(READAHEAD_MAX, READAHEAD_MIN * 2 ** Math.min(h.seqRun - 2, 6)) : 0;
       await this.fetcher.ensure(
         { ino: n.ino, key: n.remoteKey, etag: n.etag, size: Math.min(n.remoteSize ?? n.size, n.size) },
@@ -684,7 +715,12 @@ export class CoreVfs implements Vfs {
     if (off + data.length > 5 * 1024 ** 4) throw new FsError('EFBIG', 'write', this.tree.pathOf(n.ino));
     await this.cache.write(n.ino, off, data);
     const t = nowNs();
-    this.meta.updateNode(n.ino, { size: this.cache.size(n.ino) ?? off + data.length, mtimeNs: t, ctimeNs: t, state: 'dirty' });
+    this.meta.updateNode(n.ino, {
+      size: this.cache.size(n.ino) ?? off + data.length,
+      mtimeNs: t,
+      ctimeNs: t,
+      state: 'dirty',
+    });
     this.uploader.touch(n.ino);
     return data.length;
   }
@@ -716,7 +752,8 @@ export class CoreVfs implements Vfs {
       await this.uploader.uploadNow(ino);
       return;
     }
-    if (n.type === 'file' && this.cache.has(ino) && (sync || this.cache.isDirty(ino))) await this.cache.persist(ino);
+    if (n.type === 'file' && this.cache.has(ino) && (sync || this.cache.isDirty(ino)))
+      await this.cache.persist(ino);
     this.uploader.schedule(ino);
     if (sync) await this.meta.sync();
   }
@@ -780,7 +817,8 @@ export class CoreVfs implements Vfs {
   async symlink(cred: Cred, parent: Ino, name: string, target: string): Promise<Attr> {
     this.checkName(name, 'symlink');
     this.writable('symlink');
-    if (target.length === 0 || Buffer.byteLength(target) > 4095) throw new FsError('ENAMETOOLONG', 'symlink', name);
+    if (target.length === 0 || Buffer.byteLength(target) > 4095)
+      throw new FsError('ENAMETOOLONG', 'symlink', name);
     const d = await this.dir(cred, parent, 'symlink', W_OK | X_OK);
     await this.tree.ensureListed(d);
     if (this.meta.lookup(parent, name)) throw new FsError('EEXIST', 'symlink', name);
@@ -791,7 +829,14 @@ export class CoreVfs implements Vfs {
     try {
       etag = (
         await this.store.put(key, body, {
-          metadata: encodePosixMeta({ type: 'symlink', mode: 0o777, uid: cred.uid, gid: cred.gid, mtimeNs: t, atimeNs: t }),
+          metadata: encodePosixMeta({
+            type: 'symlink',
+            mode: 0o777,
+            uid: cred.uid,
+            gid: cred.gid,
+            mtimeNs: t,
+            atimeNs: t,
+          }),
         })
       ).etag;
     } catch (e) {
@@ -871,7 +916,11 @@ export class CoreVfs implements Vfs {
     if (dst && !stickyAllows(cred, dd, dst)) throw new FsError('EPERM', 'rename', newName);
     if (src.type === 'dir') {
       // Not into itself or below itself.
-      for (let cur: Ino | undefined = newParent; cur !== undefined && cur !== ROOT_INO; cur = this.meta.parentOf(cur)?.parent) {
+      for (
+        let cur: Ino | undefined = newParent;
+        cur !== undefined && cur !== ROOT_INO;
+        cur = this.meta.parentOf(cur)?.parent
+      ) {
         if (cur === src.ino) throw new FsError('EINVAL', 'rename', name);
       }
       if (dst) {
@@ -924,7 +973,16 @@ export class CoreVfs implements Vfs {
     let dstOpen = false;
     try {
       await this.remoteOps.run(
-        { kind: 'rename', from: src.remoteKey, to: newKey, size: src.remoteSize ?? src.size, metadata, deletes, fromPath, toPath },
+        {
+          kind: 'rename',
+          from: src.remoteKey,
+          to: newKey,
+          size: src.remoteSize ?? src.size,
+          metadata,
+          deletes,
+          fromPath,
+          toPath,
+        },
         (r) => {
           dstOpen = dst ? this.openCount.has(dst.ino) : false;
           if (dst) {

@@ -94,7 +94,9 @@ export class Fetcher {
   private async fetch(src: RemoteSource, start: number, end: number): Promise<void> {
     let data: Buffer;
     try {
-      data = await retryTransient(() => this.store.getRange(src.key, start, end, src.etag ? { ifMatch: src.etag } : undefined));
+      data = await retryTransient(() =>
+        this.store.getRange(src.key, start, end, src.etag ? { ifMatch: src.etag } : undefined),
+      );
     } catch (e) {
       throw this.onBackendError('get', src.key, e);
     }

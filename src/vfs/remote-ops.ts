@@ -34,7 +34,14 @@ export type RemoteOp =
       fromPath: string[];
       toPath: string[];
     }
-  | { kind: 'renamedir'; from: string; to: string; replacedMarker: boolean; fromPath: string[]; toPath: string[] };
+  | {
+      kind: 'renamedir';
+      from: string;
+      to: string;
+      replacedMarker: boolean;
+      fromPath: string[];
+      toPath: string[];
+    };
 
 export interface RemoteResult {
   /** ETag of the copy of a file rename. */
@@ -86,7 +93,10 @@ export class RemoteOps {
           // After a crash the copy may be done and the source gone: then only the deletes remain.
           const src = await this.store.head(op.from);
           if (src) {
-            const r = await this.store.copy(op.from, op.to, { size: src.size, ...(op.metadata ? { metadata: op.metadata } : {}) });
+            const r = await this.store.copy(op.from, op.to, {
+              size: src.size,
+              ...(op.metadata ? { metadata: op.metadata } : {}),
+            });
             etag = r.etag;
           } else {
             etag = (await this.store.head(op.to))?.etag;
@@ -101,7 +111,8 @@ export class RemoteOps {
         let token: string | undefined;
         do {
           const page = await this.store.list(op.from, token ? { token } : {});
-          for (const o of page.objects) moved.push({ from: o.key, to: op.to + o.key.slice(op.from.length), size: o.size });
+          for (const o of page.objects)
+            moved.push({ from: o.key, to: op.to + o.key.slice(op.from.length), size: o.size });
           token = page.nextToken;
         } while (token);
         if (op.replacedMarker) await this.store.delete([op.to]);
@@ -109,10 +120,12 @@ export class RemoteOps {
         const copies = new Map<string, string>();
         const queue = [...moved];
         const worker = async (): Promise<void> => {
-          for (let m = queue.shift(); m; m = queue.shift()) copies.set(m.from, (await this.store.copy(m.from, m.to, { size: m.size })).etag);
+          for (let m = queue.shift(); m; m = queue.shift())
+            copies.set(m.from, (await this.store.copy(m.from, m.to, { size: m.size })).etag);
         };
         await Promise.all(Array.from({ length: 8 }, worker));
-        for (let i = 0; i < moved.length; i += 1000) await this.store.delete(moved.slice(i, i + 1000).map((m) => m.from));
+        for (let i = 0; i < moved.length; i += 1000)
+          await this.store.delete(moved.slice(i, i + 1000).map((m) => m.from));
         return { copies };
       }
     }
@@ -138,10 +151,16 @@ export class RemoteOps {
           this.meta.removeRemoteOp(id);
         });
         for (const ino of drops) await this.cache.drop(ino);
-        this.log.info('completed an interrupted namespace operation', { op: op.kind, path: '/' + ('path' in op ? op.path : op.fromPath).join('/') });
+        this.log.info('completed an interrupted namespace operation', {
+          op: op.kind,
+          path: '/' + ('path' in op ? op.path : op.fromPath).join('/'),
+        });
       } catch (e) {
         failed++;
-        this.log.error('cannot complete an interrupted namespace operation yet; will retry', { op: op.kind, error: errMessage(e) });
+        this.log.error('cannot complete an interrupted namespace operation yet; will retry', {
+          op: op.kind,
+          error: errMessage(e),
+        });
       }
     }
     if (failed > 0) {
@@ -189,8 +208,10 @@ export class RemoteOps {
     }
     this.meta.moveEdge(loc.parent, loc.name, dstParent.ino, dstName);
     if (op.kind === 'rename') {
-      if (src.remoteKey !== null && r.etag !== undefined) this.meta.updateNode(src.ino, { remoteKey: op.to, etag: r.etag });
-      else if (src.remoteKey !== null) this.meta.updateNode(src.ino, { remoteKey: null, etag: null, state: 'dirty' });
+      if (src.remoteKey !== null && r.etag !== undefined)
+        this.meta.updateNode(src.ino, { remoteKey: op.to, etag: r.etag });
+      else if (src.remoteKey !== null)
+        this.meta.updateNode(src.ino, { remoteKey: null, etag: null, state: 'dirty' });
     } else {
       this.rekey(src.ino, op.from, op.to, r.copies ?? new Map());
     }
@@ -199,11 +220,15 @@ export class RemoteOps {
   /** After a directory rename: every remote key below it moves to the new prefix. */
   rekey(dir: Ino, from: string, to: string, copies: Map<string, string>): void {
     const d = this.meta.getNode(dir);
-    if (d?.remoteKey?.startsWith(from)) this.meta.updateNode(dir, { remoteKey: to + d.remoteKey.slice(from.length) });
+    if (d?.remoteKey?.startsWith(from))
+      this.meta.updateNode(dir, { remoteKey: to + d.remoteKey.slice(from.length) });
     for (const x of this.meta.descendants(dir)) {
       const rk = x.node.remoteKey;
       if (rk !== null && rk.startsWith(from)) {
-        this.meta.updateNode(x.node.ino, { remoteKey: to + rk.slice(from.length), etag: copies.get(rk) ?? x.node.etag });
+        this.meta.updateNode(x.node.ino, {
+          remoteKey: to + rk.slice(from.length),
+          etag: copies.get(rk) ?? x.node.etag,
+        });
       }
       if (x.node.state !== 'clean') this.meta.enqueueUpload(x.node.ino, Date.now());
     }

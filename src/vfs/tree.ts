@@ -137,7 +137,9 @@ export class RemoteTree {
       // beats failing) and try again in a little while rather than on every access.
       const retryMs = Math.min(this.hooks.ttlMs, 10_000);
       this.meta.setDirState(dir.ino, { complete: true, listedAtMs: Date.now() - this.hooks.ttlMs + retryMs });
-      this.log.warn('cannot refresh a directory listing; serving the cached one', { path: this.pathOf(dir.ino) });
+      this.log.warn('cannot refresh a directory listing; serving the cached one', {
+        path: this.pathOf(dir.ino),
+      });
     }
   }
 
@@ -165,13 +167,24 @@ export class RemoteTree {
     const sum: DiffSummary = { added: 0, changed: 0, removed: 0, conflicts: 0, objects: 0 };
     const firstListing = !this.meta.getDirState(ino);
     const dirsSeen = new Set<string>();
-    const ctx = { ino, dirPrefix, sum, firstListing, dirsSeen, conflicts: [] as Conflict[], drops: [] as Ino[], inval: [] as InvalidateEvent[] };
+    const ctx = {
+      ino,
+      dirPrefix,
+      sum,
+      firstListing,
+      dirsSeen,
+      conflicts: [] as Conflict[],
+      drops: [] as Ino[],
+      inval: [] as InvalidateEvent[],
+    };
     this.meta.clearSeen(ino);
     let token: string | undefined;
     do {
       let page;
       try {
-        page = await retryTransient(() => this.store.list(dirPrefix, { delimiter: '/', ...(token ? { token } : {}) }));
+        page = await retryTransient(() =>
+          this.store.list(dirPrefix, { delimiter: '/', ...(token ? { token } : {}) }),
+        );
       } catch (e) {
         this.meta.clearSeen(ino);
         throw this.onBackendError('list', dirPrefix, e);
@@ -197,7 +210,7 @@ export class RemoteTree {
     this.meta.transaction(() => {
       if (!firstListing) {
         // Entries the listing did not show were deleted by someone else.
-        for (let cookie = 0n; ; ) {
+        for (let cookie = 0n; ;) {
           const page = this.meta.unseenChildren(ino, cookie, 1000);
           for (const c of page) this.applyRemoved(ctx, c.name, c.node);
           if (page.length < 1000) break;
@@ -225,13 +238,18 @@ export class RemoteTree {
       if (l) {
         if (l.state !== 'clean' || this.hooks.isOpen(l.ino)) {
           sum.conflicts++;
-          this.log.warn('a directory appeared in the bucket where a local file with unsynced changes exists; the local file is kept', {
-            key: ctx.dirPrefix + name,
-          });
+          this.log.warn(
+            'a directory appeared in the bucket where a local file with unsynced changes exists; the local file is kept',
+            {
+              key: ctx.dirPrefix + name,
+            },
+          );
           continue;
         }
         // A file and a directory of the same name: the directory wins.
-        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: ctx.dirPrefix + name });
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
+          key: ctx.dirPrefix + name,
+        });
         this.forget(l.ino);
         ctx.drops.push(l.ino);
       }
@@ -243,7 +261,9 @@ export class RemoteTree {
       const name = o.name;
       if (o.size > 0 && name.endsWith('/')) continue;
       if (ctx.dirsSeen.has(name)) {
-        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
+          key: o.key,
+        });
         continue;
       }
       const l = this.meta.lookup(ino, name);
@@ -255,7 +275,9 @@ export class RemoteTree {
         continue;
       }
       if (l.type === 'dir') {
-        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', { key: o.key });
+        this.log.warn('object is both a file and a directory; the directory wins, the file is skipped', {
+          key: o.key,
+        });
         continue;
       }
       if (l.etag === o.etag && l.remoteKey === o.key) continue;
@@ -304,7 +326,10 @@ export class RemoteTree {
     const now = nowNs();
     for (const c of ctx.conflicts) {
       // Preserve the other writer's version next to ours, in the bucket and in the local view.
-      const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+      const stamp = new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
       const cname = `${c.name}.conflict-${stamp}`;
       const ckey = ctx.dirPrefix + cname;
       try {
@@ -316,16 +341,22 @@ export class RemoteTree {
         const l = this.meta.lookup(ctx.ino, c.name);
         if (l) this.meta.updateNode(l.ino, { etag: c.etag, remoteKey: c.key, remoteSize: c.size });
         ctx.sum.conflicts++;
-        this.log.warn('conflict: the object changed in the bucket while the local file had unsynced changes; the remote version was kept as a sibling', {
-          key: c.key,
-          preservedAs: ckey,
-        });
+        this.log.warn(
+          'conflict: the object changed in the bucket while the local file had unsynced changes; the remote version was kept as a sibling',
+          {
+            key: c.key,
+            preservedAs: ckey,
+          },
+        );
         ctx.inval.push({ kind: 'entry', parent: ctx.ino, name: cname });
       } catch (e) {
-        this.log.error('conflict copy failed; the remote version is still at its key until the local upload replaces it', {
-          key: c.key,
-          error: e,
-        });
+        this.log.error(
+          'conflict copy failed; the remote version is still at its key until the local upload replaces it',
+          {
+            key: c.key,
+            error: e,
+          },
+        );
       }
     }
   }
@@ -353,7 +384,8 @@ export class RemoteTree {
   /** True when nothing below the directory has unsynced changes or is open. */
   private subtreeClean(dir: Ino): boolean {
     for (const d of this.meta.descendants(dir)) {
-      if (d.node.state !== 'clean' || this.hooks.isOpen(d.node.ino) || this.hooks.isUploading(d.node.ino)) return false;
+      if (d.node.state !== 'clean' || this.hooks.isOpen(d.node.ino) || this.hooks.isUploading(d.node.ino))
+        return false;
     }
     return true;
   }
@@ -448,7 +480,12 @@ export class RemoteTree {
       metaLoaded: true,
       ...(node.type === 'dir'
         ? { hasMarker: true }
-        : { etag: head.etag, size: fresh.state === 'clean' ? size : fresh.size, remoteSize: head.size, symlink }),
+        : {
+            etag: head.etag,
+            size: fresh.state === 'clean' ? size : fresh.size,
+            remoteSize: head.size,
+            symlink,
+          }),
     });
   }
 

@@ -12,9 +12,7 @@ export interface ReaddirResult {
 }
 
 /** Notification that cached kernel/client state for an inode or a name is stale. */
-export type InvalidateEvent =
-  | { kind: 'inode'; ino: Ino }
-  | { kind: 'entry'; parent: Ino; name: string };
+export type InvalidateEvent = { kind: 'inode'; ino: Ino } | { kind: 'entry'; parent: Ino; name: string };
 
 /**
  * The file system. Every operation takes the caller's credentials and enforces permissions

@@ -138,7 +138,8 @@ export class Uploader {
   async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     // Everything queued is due now, failing entries included (their backoff restarts from here).
-    for (const e of this.meta.allUploads()) if (e.dueMs > Date.now()) this.meta.enqueueUpload(e.ino, Date.now());
+    for (const e of this.meta.allUploads())
+      if (e.dueMs > Date.now()) this.meta.enqueueUpload(e.ino, Date.now());
     for (;;) {
       const entries = this.meta.allUploads();
       if (entries.length === 0 && this.inflight.size === 0) return;
@@ -148,7 +149,8 @@ export class Uploader {
         });
       }
       // Entries closed during the flush become due at once too.
-      for (const e of entries) if (e.dueMs > Date.now() && e.attempts === 0) this.meta.enqueueUpload(e.ino, Date.now());
+      for (const e of entries)
+        if (e.dueMs > Date.now() && e.attempts === 0) this.meta.enqueueUpload(e.ino, Date.now());
       this.pump();
       await new Promise<void>((r) => {
         const t = setTimeout(r, 50);
@@ -167,7 +169,12 @@ export class Uploader {
       inflight: this.inflight.size,
       failing: all
         .filter((e) => e.attempts > 0)
-        .map((e) => ({ ino: e.ino, path: this.tree.pathOf(e.ino), attempts: e.attempts, lastError: e.lastError })),
+        .map((e) => ({
+          ino: e.ino,
+          path: this.tree.pathOf(e.ino),
+          attempts: e.attempts,
+          lastError: e.lastError,
+        })),
       uploadedFiles: this.uploadedFiles,
       uploadedBytes: this.uploadedBytes,
     };
@@ -213,7 +220,9 @@ export class Uploader {
       return;
     }
     const attempts = entry.attempts + 1;
-    const permanent = e instanceof ObjectStoreError && (e.kind === 'denied' || e.kind === 'invalid' || e.kind === 'no-bucket');
+    const permanent =
+      e instanceof ObjectStoreError &&
+      (e.kind === 'denied' || e.kind === 'invalid' || e.kind === 'no-bucket');
     // Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 5 min; permanent errors retry slowly.
     const base = permanent ? 5 * 60_000 : Math.min(300_000, 1000 * 2 ** Math.min(attempts - 1, 9));
     const delay = Math.round(base * (0.5 + Math.random() / 2));
@@ -255,11 +264,19 @@ export class Uploader {
         this.meta.removeUpload(ino); // whole-bucket root: attributes are not stored
         return;
       }
-      const r = await this.store.put(key, Buffer.alloc(0), { metadata, contentType: DIR_CONTENT_TYPE, signal });
+      const r = await this.store.put(key, Buffer.alloc(0), {
+        metadata,
+        contentType: DIR_CONTENT_TYPE,
+        signal,
+      });
       result = { etag: r.etag, remoteKey: key, remoteSize: 0, bytes: 0 };
     } else if (node.state !== 'dirty' && node.remoteKey !== null) {
       // Metadata only (or a path change of clean data): server-side copy, no data transfer.
-      const r = await this.store.copy(node.remoteKey, key, { size: node.remoteSize ?? node.size, metadata, signal });
+      const r = await this.store.copy(node.remoteKey, key, {
+        size: node.remoteSize ?? node.size,
+        metadata,
+        signal,
+      });
       result = { etag: r.etag, remoteKey: key, remoteSize: node.remoteSize ?? node.size, bytes: 0 };
     } else if (node.type === 'symlink') {
       const body = Buffer.from(node.symlink ?? '', 'utf8');
@@ -274,7 +291,8 @@ export class Uploader {
       const now = this.meta.getNode(ino);
       if (!now) return false;
       const unchanged = (this.changeSeq.get(ino) ?? 0) === seqAtStart;
-      const dataClean = node.type !== 'file' || node.state !== 'dirty' || this.cache.markClean(ino, result.version ?? -1);
+      const dataClean =
+        node.type !== 'file' || node.state !== 'dirty' || this.cache.markClean(ino, result.version ?? -1);
       const stillHere = this.tree.keyOf(ino, now.type) === key;
       const isClean = unchanged && dataClean && stillHere;
       this.meta.updateNode(ino, {
@@ -303,11 +321,19 @@ export class Uploader {
    * server's If-Match / If-None-Match; otherwise a HEAD just before the upload. When someone else
    * changed it, their version is preserved as `NAME.conflict-<timestamp>` first, then ours wins.
    */
-  private async guardedPut(node: NodeRow, key: string, body: PutBody, opts: PutOptions): Promise<{ etag: string }> {
+  private async guardedPut(
+    node: NodeRow,
+    key: string,
+    body: PutBody,
+    opts: PutOptions,
+  ): Promise<{ etag: string }> {
     const expected = node.remoteKey === key ? node.etag : null;
     if (this.conditional) {
       try {
-        return await this.store.put(key, body, { ...opts, ...(expected !== null ? { ifMatch: expected } : { ifNoneMatch: true }) });
+        return await this.store.put(key, body, {
+          ...opts,
+          ...(expected !== null ? { ifMatch: expected } : { ifNoneMatch: true }),
+        });
       } catch (e) {
         if (!(e instanceof ObjectStoreError) || e.kind !== 'precondition') throw e;
       }
@@ -323,13 +349,19 @@ export class Uploader {
   private async preserveTheirs(node: NodeRow, key: string): Promise<void> {
     const head = await this.store.head(key);
     if (!head) return;
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
     const ckey = `${key}.conflict-${stamp}`;
     const r = await this.store.copy(key, ckey, { size: head.size });
-    this.log.warn('conflict: the object was changed in the bucket by another writer; their version is kept as a sibling', {
-      key,
-      preservedAs: ckey,
-    });
+    this.log.warn(
+      'conflict: the object was changed in the bucket by another writer; their version is kept as a sibling',
+      {
+        key,
+        preservedAs: ckey,
+      },
+    );
     this.onConflict(node.ino, ckey.slice(ckey.lastIndexOf('/') + 1), ckey, r.etag, head.size);
   }
 
@@ -364,7 +396,10 @@ export class Uploader {
       const version = this.cache.version(ino);
       const path = this.cache.filePath(ino);
       // Once nothing is missing the cache file is exactly `size` bytes (datacache invariant).
-      const r = await this.guardedPut(node, key, size === 0 ? Buffer.alloc(0) : { path, size }, { metadata, signal });
+      const r = await this.guardedPut(node, key, size === 0 ? Buffer.alloc(0) : { path, size }, {
+        metadata,
+        signal,
+      });
       return { etag: r.etag, remoteKey: key, remoteSize: size, bytes: size, version };
     } finally {
       this.cache.unpin(ino);

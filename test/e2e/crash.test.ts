@@ -113,7 +113,9 @@ async function bucketObjects(prefix: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   let token: string | undefined;
   do {
-    const r = await client.send(new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }));
+    const r = await client.send(
+      new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }),
+    );
     for (const o of r.Contents ?? []) {
       if (o.Key!.endsWith('/')) continue;
       const g = await client.send(new GetObjectCommand({ Bucket: 'test', Key: o.Key! }));
@@ -126,62 +128,101 @@ async function bucketObjects(prefix: string): Promise<Map<string, string>> {
 }
 
 describe('kill -9 during a cache-mode workload', () => {
-  it(`loses nothing acknowledged and resurrects nothing deleted over ${CYCLES} cycles`, { timeout: 400_000 }, async () => {
-    const mnt = join(work, 'mnt');
-    const cacheDir = join(work, 'cache');
-    const logFile = join(work, 'ops.log');
-    await mkdir(mnt, { recursive: true });
-    await writeFile(logFile, '');
-    const args = [
-      'mount', 's3://test/crash', mnt,
-      '--endpoint', s3.endpoint, '--path-style',
-      '--cache-dir', cacheDir, '--admin-dir', join(work, 'run'),
-      '--mode', 'cache', '--upload-delay', '300ms', '--refresh-interval', '0', '--log-level', process.env.BG_CRASH_KEEP ? 'debug' : 'error',
-    ];
-    let seed = 12345;
-    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    for (let c = 1; c <= CYCLES; c++) {
-      const t0 = Date.now();
+  it(
+    `loses nothing acknowledged and resurrects nothing deleted over ${CYCLES} cycles`,
+    { timeout: 400_000 },
+    async () => {
+      const mnt = join(work, 'mnt');
+      const cacheDir = join(work, 'cache');
+      const logFile = join(work, 'ops.log');
+      await mkdir(mnt, { recursive: true });
+      await writeFile(logFile, '');
+      const args = [
+        'mount',
+        's3://test/crash',
+        mnt,
+        '--endpoint',
+        s3.endpoint,
+        '--path-style',
+        '--cache-dir',
+        cacheDir,
+        '--admin-dir',
+        join(work, 'run'),
+        '--mode',
+        'cache',
+        '--upload-delay',
+        '300ms',
+        '--refresh-interval',
+        '0',
+        '--log-level',
+        process.env.BG_CRASH_KEEP ? 'debug' : 'error',
+      ];
+      let seed = 12345;
+      const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      for (let c = 1; c <= CYCLES; c++) {
+        const t0 = Date.now();
+        const d = await startDaemon(args, env, mnt);
+        daemons.push(d);
+        if (process.env.BG_CRASH_DEBUG) console.log(`cycle ${c}: mounted after ${Date.now() - t0} ms`);
+        const wl = sh(WORKLOAD, { env: { MNT: mnt, LOG: logFile, C: String(c) }, timeoutMs: 120_000 }).catch(
+          () => '',
+        );
+        await new Promise((r) => setTimeout(r, 300 + Math.floor(rnd() * 1500)));
+        d.proc.kill('SIGKILL');
+        await d.exited;
+        if (process.env.BG_CRASH_KEEP) await writeFile(join(work, `daemon-${c}.log`), d.output());
+        await wl;
+      }
+      // Restart: the journal resumes; flush waits for every upload.
       const d = await startDaemon(args, env, mnt);
       daemons.push(d);
-      if (process.env.BG_CRASH_DEBUG) console.log(`cycle ${c}: mounted after ${Date.now() - t0} ms`);
-      const wl = sh(WORKLOAD, { env: { MNT: mnt, LOG: logFile, C: String(c) }, timeoutMs: 120_000 }).catch(() => '');
-      await new Promise((r) => setTimeout(r, 300 + Math.floor(rnd() * 1500)));
-      d.proc.kill('SIGKILL');
-      await d.exited;
-      if (process.env.BG_CRASH_KEEP) await writeFile(join(work, `daemon-${c}.log`), d.output());
-      await wl;
-    }
-    // Restart: the journal resumes; flush waits for every upload.
-    const d = await startDaemon(args, env, mnt);
-    daemons.push(d);
-    const f = await cli(['flush', mnt, '--admin-dir', join(work, 'run'), '--timeout', '120s']);
-    expect(f.code, `${f.stderr}\n${d.output()}`).toBe(0);
+      const f = await cli(['flush', mnt, '--admin-dir', join(work, 'run'), '--timeout', '120s']);
+      expect(f.code, `${f.stderr}\n${d.output()}`).toBe(0);
 
-    const exp = replay(await readFile(logFile, 'utf8'));
-    const got = await bucketObjects('crash/');
-    let bytesChecked = 0;
-    const problems: string[] = [];
-    for (const [name, md5] of exp.files) {
-      if (exp.uncertain.has(name)) continue;
-      if (got.get(name) !== md5) problems.push(`${name}: expected ${md5}, bucket has ${got.get(name) ?? 'nothing'}`);
-      else bytesChecked += Number((await sh(`stat -c %s '${mnt}/${name}'`)).trim());
-    }
-    for (const name of exp.deleted) {
-      if (exp.uncertain.has(name) || exp.files.has(name)) continue;
-      if (got.has(name)) problems.push(`${name}: deleted before the kill but back in the bucket`);
-    }
-    // The mount agrees with the bucket.
-    const local = new Set((await sh(`cd '${mnt}' && find . -type f -printf '%P\\n'`)).split('\n').filter(Boolean));
-    const onlyLocal = [...local].filter((n) => !got.has(n));
-    const onlyBucket = [...got.keys()].filter((n) => !local.has(n));
-    const logTail = (n: string): string => (await0 ?? '').split('\n').filter((l) => l.includes(` ${n}`)).join(' | ');
-    const await0 = await readFile(logFile, 'utf8');
-    if (onlyLocal.length + onlyBucket.length > 0) console.log('MISMATCH', JSON.stringify({ onlyLocal: onlyLocal.map((n) => `${n}: ${logTail(n)}`), onlyBucket: onlyBucket.map((n) => `${n}: ${logTail(n)}`) }));
-    expect({ onlyLocal: onlyLocal.map((n) => `${n}: ${logTail(n)}`), onlyBucket: onlyBucket.map((n) => `${n}: ${logTail(n)}`) }).toEqual({ onlyLocal: [], onlyBucket: [] });
-    expect(problems).toEqual([]);
-    expect(exp.files.size).toBeGreaterThan(CYCLES * 3);
-    console.log(`kill -9: ${CYCLES} cycles, ${exp.files.size} files (${bytesChecked} bytes) checked, ${exp.deleted.size} deletions checked`);
-    expect(await d.stop('SIGTERM')).toBe(0);
-  });
+      const exp = replay(await readFile(logFile, 'utf8'));
+      const got = await bucketObjects('crash/');
+      let bytesChecked = 0;
+      const problems: string[] = [];
+      for (const [name, md5] of exp.files) {
+        if (exp.uncertain.has(name)) continue;
+        if (got.get(name) !== md5)
+          problems.push(`${name}: expected ${md5}, bucket has ${got.get(name) ?? 'nothing'}`);
+        else bytesChecked += Number((await sh(`stat -c %s '${mnt}/${name}'`)).trim());
+      }
+      for (const name of exp.deleted) {
+        if (exp.uncertain.has(name) || exp.files.has(name)) continue;
+        if (got.has(name)) problems.push(`${name}: deleted before the kill but back in the bucket`);
+      }
+      // The mount agrees with the bucket.
+      const local = new Set(
+        (await sh(`cd '${mnt}' && find . -type f -printf '%P\\n'`)).split('\n').filter(Boolean),
+      );
+      const onlyLocal = [...local].filter((n) => !got.has(n));
+      const onlyBucket = [...got.keys()].filter((n) => !local.has(n));
+      const logTail = (n: string): string =>
+        (await0 ?? '')
+          .split('\n')
+          .filter((l) => l.includes(` ${n}`))
+          .join(' | ');
+      const await0 = await readFile(logFile, 'utf8');
+      if (onlyLocal.length + onlyBucket.length > 0)
+        console.log(
+          'MISMATCH',
+          JSON.stringify({
+            onlyLocal: onlyLocal.map((n) => `${n}: ${logTail(n)}`),
+            onlyBucket: onlyBucket.map((n) => `${n}: ${logTail(n)}`),
+          }),
+        );
+      expect({
+        onlyLocal: onlyLocal.map((n) => `${n}: ${logTail(n)}`),
+        onlyBucket: onlyBucket.map((n) => `${n}: ${logTail(n)}`),
+      }).toEqual({ onlyLocal: [], onlyBucket: [] });
+      expect(problems).toEqual([]);
+      expect(exp.files.size).toBeGreaterThan(CYCLES * 3);
+      console.log(
+        `kill -9: ${CYCLES} cycles, ${exp.files.size} files (${bytesChecked} bytes) checked, ${exp.deleted.size} deletions checked`,
+      );
+      expect(await d.stop('SIGTERM')).toBe(0);
+    },
+  );
 });

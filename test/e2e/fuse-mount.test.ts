@@ -27,7 +27,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(() => undefined);
+  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
+    () => undefined,
+  );
   await s3?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -36,12 +38,20 @@ async function mount(url: string, mnt: string, cacheDir: string, extra: string[]
   await mkdir(mnt, { recursive: true });
   const d = await startDaemon(
     [
-      'mount', url, mnt,
-      '--endpoint', s3.endpoint, '--path-style',
-      '--cache-dir', cacheDir,
-      '--admin-dir', join(work, 'run'),
-      '--refresh-interval', '0',
-      '--log-level', 'warn',
+      'mount',
+      url,
+      mnt,
+      '--endpoint',
+      s3.endpoint,
+      '--path-style',
+      '--cache-dir',
+      cacheDir,
+      '--admin-dir',
+      join(work, 'run'),
+      '--refresh-interval',
+      '0',
+      '--log-level',
+      'warn',
       ...extra,
     ],
     env,
@@ -55,7 +65,9 @@ async function listKeys(prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const r = await client.send(new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }));
+    const r = await client.send(
+      new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }),
+    );
     for (const o of r.Contents ?? []) keys.push(o.Key!);
     token = r.NextContinuationToken;
   } while (token);
@@ -110,7 +122,12 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
   it('works the mount with ordinary tools, and a remount on an empty cache shows the same tree', async () => {
     const prefix = `${mode}/`;
     const mnt = join(work, `mnt-${mode}`);
-    const d = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-1`), ['--mode', mode, '--upload-delay', '100ms']);
+    const d = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-1`), [
+      '--mode',
+      mode,
+      '--upload-delay',
+      '100ms',
+    ]);
     await sh(WORKLOAD, { env: { MNT: mnt } });
 
     // POSIX errors, as a program sees them
@@ -153,7 +170,11 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
     expect(keys).toContain(`${prefix}a/moved/c/os-release`);
     expect(keys).toContain(`${prefix}empty/`);
     expect(keys).toContain(`${prefix}a/`);
-    expect(keys.some((k) => k.startsWith(`${prefix}a/b/`) || k.startsWith(`${prefix}tmp`) || k.endsWith('hello.txt'))).toBe(false);
+    expect(
+      keys.some(
+        (k) => k.startsWith(`${prefix}a/b/`) || k.startsWith(`${prefix}tmp`) || k.endsWith('hello.txt'),
+      ),
+    ).toBe(false);
     const hello = await client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}hello2.txt` }));
     expect(await hello.Body!.transformToString()).toBe('hello\nmore\n');
     expect(hello.Metadata).toMatchObject({
@@ -164,8 +185,15 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
       uid: '0',
       gid: '0',
     });
-    const osr = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}a/moved/c/os-release` }));
-    expect(osr.Metadata).toMatchObject({ 'file-owner': '1234', 'file-group': '5678', uid: '1234', gid: '5678' });
+    const osr = await client.send(
+      new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}a/moved/c/os-release` }),
+    );
+    expect(osr.Metadata).toMatchObject({
+      'file-owner': '1234',
+      'file-group': '5678',
+      uid: '1234',
+      gid: '5678',
+    });
     const big = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}big.bin` }));
     expect(big.Metadata?.['file-mtime']).toBe('981173106123456789ns');
     expect(big.Metadata?.['mtime']).toBe('981173106.123456789');
@@ -191,11 +219,22 @@ describe('mount errors are clear', () => {
   it('a missing bucket, bad credentials and a mountpoint in use', async () => {
     const mnt = join(work, 'mnt-err');
     await mkdir(mnt, { recursive: true });
-    const base = ['--endpoint', s3.endpoint, '--path-style', '--cache-dir', join(work, 'cache-err'), '--admin-dir', join(work, 'run')];
+    const base = [
+      '--endpoint',
+      s3.endpoint,
+      '--path-style',
+      '--cache-dir',
+      join(work, 'cache-err'),
+      '--admin-dir',
+      join(work, 'run'),
+    ];
     const nob = await cli(['mount', 's3://no-such-bucket', mnt, ...base], env);
     expect(nob.code).toBe(1);
     expect(nob.stderr).toMatch(/bucket "no-such-bucket" does not exist/);
-    const bad = await cli(['mount', 's3://test', mnt, ...base], { AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'WRONG' });
+    const bad = await cli(['mount', 's3://test', mnt, ...base], {
+      AWS_ACCESS_KEY_ID: 'WRONG',
+      AWS_SECRET_ACCESS_KEY: 'WRONG',
+    });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/denied: check the credentials/);
     const usage = await cli(['mount', 's3://test'], env);

@@ -28,7 +28,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(() => undefined);
+  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
+    () => undefined,
+  );
   await s3?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -40,10 +42,24 @@ async function mount(url: string, id: string, extra: string[]): Promise<{ d: Dae
   await mkdir(mnt, { recursive: true });
   const d = await startDaemon(
     [
-      'mount', url, mnt, '--name', id,
-      '--endpoint', s3.endpoint, '--path-style',
-      '--cache-dir', join(work, `cache-${id}`), '--admin-dir', admin(),
-      '--upload-delay', '100ms', '--log-level', 'warn', '--attr-timeout', '0s',
+      'mount',
+      url,
+      mnt,
+      '--name',
+      id,
+      '--endpoint',
+      s3.endpoint,
+      '--path-style',
+      '--cache-dir',
+      join(work, `cache-${id}`),
+      '--admin-dir',
+      admin(),
+      '--upload-delay',
+      '100ms',
+      '--log-level',
+      'warn',
+      '--attr-timeout',
+      '0s',
       ...extra,
     ],
     env,
@@ -54,7 +70,14 @@ async function mount(url: string, id: string, extra: string[]): Promise<{ d: Dae
 }
 
 async function put(key: string, body: string, metadata?: Record<string, string>): Promise<void> {
-  await client.send(new PutObjectCommand({ Bucket: 'test', Key: key, Body: body, ...(metadata ? { Metadata: metadata } : {}) }));
+  await client.send(
+    new PutObjectCommand({
+      Bucket: 'test',
+      Key: key,
+      Body: body,
+      ...(metadata ? { Metadata: metadata } : {}),
+    }),
+  );
 }
 
 async function until(fn: () => Promise<boolean>, ms: number): Promise<boolean> {
@@ -71,7 +94,12 @@ describe('reverse sync', () => {
     await put('rs1/a.txt', 'first');
     const { d, mnt } = await mount('s3://test/rs1', 'rs1', ['--dir-ttl', '0', '--refresh-interval', '0']);
     expect(await sh(`ls '${mnt}'`)).toBe('a.txt\n');
-    await put('rs1/b.txt', 'new object', { 'file-permissions': '0100600', 'file-owner': '42', 'file-group': '43', 'file-mtime': '1500000000000000000ns' });
+    await put('rs1/b.txt', 'new object', {
+      'file-permissions': '0100600',
+      'file-owner': '42',
+      'file-group': '43',
+      'file-mtime': '1500000000000000000ns',
+    });
     await put('rs1/a.txt', 'first, rewritten');
     expect(await sh(`ls '${mnt}'`)).toBe('a.txt\n'); // cached listing, TTL off: no network
     const r = await cli(['refresh', mnt, '--recursive', '--admin-dir', admin()]);
@@ -97,7 +125,9 @@ describe('reverse sync', () => {
     expect(await until(async () => (await sh(`ls '${ttl.mnt}'`)).includes('late.txt'), 5000)).toBe(true);
     // With --dir-ttl 0 an `ls` never re-lists: only the interval refresh can make the file appear.
     expect(await until(async () => (await sh(`ls '${iv.mnt}'`)).includes('late.txt'), 6000)).toBe(true);
-    const st = JSON.parse((await cli(['status', 'rs3', '--json', '--admin-dir', admin()])).stdout) as { lastRefresh: { at: string } | null };
+    const st = JSON.parse((await cli(['status', 'rs3', '--json', '--admin-dir', admin()])).stdout) as {
+      lastRefresh: { at: string } | null;
+    };
     expect(st.lastRefresh?.at).toBeTruthy();
     expect(await sh(`cat '${iv.mnt}/late.txt'`)).toBe('interval');
     await ttl.d.stop();
@@ -115,7 +145,9 @@ describe('reverse sync', () => {
     expect((await cli(['flush', x.mnt, '--admin-dir', admin()])).code).toBe(0);
     expect((await cli(['refresh', y.mnt, '--recursive', '--admin-dir', admin()])).code).toBe(0);
     const snap = (m: string): Promise<string> =>
-      sh(`cd '${m}' && find . -mindepth 1 -printf '%p|%y|%s|%m|%U|%G|%T@|%l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 md5sum`);
+      sh(
+        `cd '${m}' && find . -mindepth 1 -printf '%p|%y|%s|%m|%U|%G|%T@|%l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 md5sum`,
+      );
     expect(await snap(y.mnt)).toBe(await snap(x.mnt));
     await x.d.stop();
     await y.d.stop();
@@ -123,7 +155,14 @@ describe('reverse sync', () => {
 
   it('a remote change of a file with local unsynced changes: the local version keeps the name, the remote one is kept as a sibling', async () => {
     await put('cf/c.txt', 'base');
-    const { d, mnt } = await mount('s3://test/cf', 'cf', ['--dir-ttl', '0', '--refresh-interval', '0', '--upload-delay', '1h']);
+    const { d, mnt } = await mount('s3://test/cf', 'cf', [
+      '--dir-ttl',
+      '0',
+      '--refresh-interval',
+      '0',
+      '--upload-delay',
+      '1h',
+    ]);
     expect(await sh(`cat '${mnt}/c.txt'`)).toBe('base');
     await sh(`echo local > '${mnt}/c.txt'`); // dirty, upload delayed by an hour
     await put('cf/c.txt', 'remote edit');
@@ -149,9 +188,16 @@ describe('reverse sync', () => {
     const { d, mnt } = await mount('s3://test/od', 'od', ['--dir-ttl', '0', '--refresh-interval', '0']);
     await sh(`cat '${mnt}/open.txt' > /dev/null`); // cached
     // A reader that opens the file, reads a little, waits for a line on stdin, then reads the rest.
-    const reader = spawn('python3', ['-c', `import sys\nf=open(${JSON.stringify(join(mnt, 'open.txt'))},'rb')\na=f.read(1000)\nprint('ready',flush=True)\nsys.stdin.readline()\nb=f.read()\nprint(len(a)+len(b),flush=True)`], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    const reader = spawn(
+      'python3',
+      [
+        '-c',
+        `import sys\nf=open(${JSON.stringify(join(mnt, 'open.txt'))},'rb')\na=f.read(1000)\nprint('ready',flush=True)\nsys.stdin.readline()\nb=f.read()\nprint(len(a)+len(b),flush=True)`,
+      ],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     reader.stdout.on('data', (c: Buffer) => (out += c.toString()));
     expect(await until(async () => out.includes('ready'), 5000)).toBe(true);

@@ -29,12 +29,19 @@ beforeAll(async () => {
   assertBuilt();
   s3 = await startS3rver({ buckets: ['test'] });
   work = await mkdtemp(join(tmpdir(), 'bg-svc-fstab-'));
-  env = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, NODE_OPTIONS: '' };
+  env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    NODE_OPTIONS: '',
+  };
 });
 
 afterAll(async () => {
   // umount makes each detached daemon exit (it sees its mount go away).
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount "$m" || umount -l "$m" || true; done`).catch(() => undefined);
+  await sh(
+    `for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount "$m" || umount -l "$m" || true; done`,
+  ).catch(() => undefined);
   if (installed) await unlink(SBIN_HELPER).catch(() => undefined);
   await new Promise((r) => setTimeout(r, 500));
   await s3?.stop();
@@ -47,7 +54,11 @@ async function run(cmd: string, args: string[]): Promise<{ code: number; stdout:
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    return {
+      code: typeof err.code === 'number' ? err.code : 1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    };
   }
 }
 
@@ -91,11 +102,19 @@ describe('mount.fuse.bucketgate', () => {
     const mnt = join(work, 'mnt1');
     await mkdir(mnt, { recursive: true });
     const metricsPort = await freePort();
-    const r = await run(HELPER, ['s3://test/fstab1', mnt, '-v', '-o', `rw,${opts('one', 'allow_other')},metrics=${metricsPort}`]);
+    const r = await run(HELPER, [
+      's3://test/fstab1',
+      mnt,
+      '-v',
+      '-o',
+      `rw,${opts('one', 'allow_other')},metrics=${metricsPort}`,
+    ]);
     expect(r.stderr).toMatch(/mounted at/);
     expect(r.code).toBe(0);
     expect(await isMounted(mnt)).toBe(true); // already, when the helper returned
-    expect(await readFile('/proc/self/mountinfo', 'utf8')).toMatch(new RegExp(`${mnt} .* - fuse\\.bucketgate bucketgate:test-fstab1 .*allow_other`));
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).toMatch(
+      new RegExp(`${mnt} .* - fuse\\.bucketgate bucketgate:test-fstab1 .*allow_other`),
+    );
     await writeFile(join(mnt, 'hello.txt'), 'hello via fstab\n');
     expect(await readFile(join(mnt, 'hello.txt'), 'utf8')).toBe('hello via fstab\n');
     // The detached daemon answers admin commands by mountpoint.
@@ -104,7 +123,9 @@ describe('mount.fuse.bucketgate', () => {
     expect(JSON.parse(st.stdout)).toMatchObject({ name: 'test-fstab1', mountpoint: mnt });
     // Helper options reach the daemon: metrics=PORT serves this mount's metrics on loopback.
     const m = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    expect(m).toMatch(/^bucketgate_vfs_operations_total\{share="test-fstab1",protocol="fuse",op="write",result="ok"\} [1-9]/m);
+    expect(m).toMatch(
+      /^bucketgate_vfs_operations_total\{share="test-fstab1",protocol="fuse",op="write",result="ok"\} [1-9]/m,
+    );
     expect(m).toMatch(/^bucketgate_share_info\{share="test-fstab1"/m);
     // Its log went to log-file=.
     expect(await readFile(join(work, 'one.log'), 'utf8')).toMatch(/share started share="test-fstab1"/);
@@ -171,7 +192,14 @@ describe('mount.fuse.bucketgate', () => {
     await sh(`umount '${mnt}'`);
     await daemonGone(mnt);
 
-    const failing = await run('mount', ['-t', 'fuse.bucketgate', 's3://no-such-bucket', mnt, '-o', opts('five')]);
+    const failing = await run('mount', [
+      '-t',
+      'fuse.bucketgate',
+      's3://no-such-bucket',
+      mnt,
+      '-o',
+      opts('five'),
+    ]);
     expect(failing.code).toBe(32);
     expect(failing.stderr).toMatch(/bucket "no-such-bucket" does not exist/);
   });

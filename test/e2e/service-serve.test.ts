@@ -30,7 +30,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(() => undefined);
+  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
+    () => undefined,
+  );
   await notify?.close();
   await s3?.stop();
   if (work) await rm(work, { recursive: true, force: true });
@@ -85,10 +87,15 @@ describe('bucketgate serve', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:4: shares[0].cacheSize: "20X" is not a size`);
     const good = join(work, 'good.yaml');
-    await writeFile(good, 'shares:\n  - {url: "s3://test/x", mountpoint: /mnt/x}\n  - {url: "s3://other", noFuse: true, nfs: 127.0.0.1}\n');
+    await writeFile(
+      good,
+      'shares:\n  - {url: "s3://test/x", mountpoint: /mnt/x}\n  - {url: "s3://other", noFuse: true, nfs: 127.0.0.1}\n',
+    );
     const c = await cli(['serve', '--config', good, '--check']);
     expect(c.code).toBe(0);
-    expect(c.stdout).toMatch(/OK, 2 shares\n {2}test-x: s3:\/\/test\/x -> \/mnt\/x .*\n {2}other: s3:\/\/other -> nfs 127\.0\.0\.1:2049:\/other/);
+    expect(c.stdout).toMatch(
+      /OK, 2 shares\n {2}test-x: s3:\/\/test\/x -> \/mnt\/x .*\n {2}other: s3:\/\/other -> nfs 127\.0\.0\.1:2049:\/other/,
+    );
     expect((await cli(['serve'])).code).toBe(2);
     // A share that cannot start stops the others and exits 1 (systemd restarts it).
     const [p1, p2] = [await freePort(), await freePort()];
@@ -98,7 +105,10 @@ describe('bucketgate serve', () => {
       `adminDir: run-broken\ncacheRoot: cache-broken\ndefaults: {endpoint: "${s3.endpoint}", pathStyle: true, noFuse: true, nfsSquash: none}\n` +
         `shares:\n  - {url: "s3://test/ok", nfs: "127.0.0.1:${p1}"}\n  - {url: "s3://no-such-bucket", nfs: "127.0.0.1:${p2}"}\n`,
     );
-    const b = await cli(['serve', '--config', broken], { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey });
+    const b = await cli(['serve', '--config', broken], {
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    });
     expect(b.code).toBe(1);
     expect(b.stderr).toMatch(/bucketgate: bucket "no-such-bucket" does not exist/);
     expect(b.stderr).toMatch(/share stopped share="test-ok"/);
@@ -128,7 +138,8 @@ ${extra}shares:
 ${shares}`;
     const shareA = `  - {name: a, url: "s3://test/a", mountpoint: mnt-a, uploadDelay: 2s}\n`;
     const shareB = `  - {name: b, url: "s3://other", noFuse: true, nfs: "127.0.0.1:${nfsPort}", nfsSquash: none}\n`;
-    const shareC = (ttl: string): string => `  - {name: c, url: "s3://test/c", mountpoint: mnt-c, dirTtl: ${ttl}}\n`;
+    const shareC = (ttl: string): string =>
+      `  - {name: c, url: "s3://test/c", mountpoint: mnt-c, dirTtl: ${ttl}}\n`;
     await writeFile(file, config(shareA + shareB));
     await chmod(file, 0o600); // it holds credentials
 
@@ -155,8 +166,11 @@ ${shares}`;
         `head -c 2000000 /dev/urandom > big.bin && cat big.bin > /dev/null && cat docs/hi.txt > /dev/null && ` +
         `touch gone && rm gone && cat missing 2>/dev/null || true`,
     );
-    await sh(`printf 'via nfs' > '${work}/up.txt' && nfs-cp '${work}/up.txt' 'nfs://127.0.0.1/b/from-nfs.txt${q}' && nfs-ls 'nfs://127.0.0.1/b${q}'`);
-    const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    await sh(
+      `printf 'via nfs' > '${work}/up.txt' && nfs-cp '${work}/up.txt' 'nfs://127.0.0.1/b/from-nfs.txt${q}' && nfs-ls 'nfs://127.0.0.1/b${q}'`,
+    );
+    const scrape = async (): Promise<string> =>
+      (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     let text = await scrape();
     expect(value(text, 'bucketgate_upload_queue_length', { share: 'a' })).toBeGreaterThanOrEqual(1);
     expect(value(text, 'bucketgate_upload_oldest_dirty_age_seconds', { share: 'a' })).toBeGreaterThan(0);
@@ -180,9 +194,15 @@ ${shares}`;
     expect(ops('a', 'fuse', 'rename')).toBe(1);
     expect(ops('a', 'fuse', 'lookup', 'ENOENT')).toBeGreaterThan(0);
     expect(ops('b', 'nfs', 'write')).toBeGreaterThan(0);
-    expect(v('bucketgate_vfs_operation_duration_seconds_bucket', { share: 'a', op: 'write', le: '+Inf' })).toBe(ops('a', 'fuse', 'write'));
-    expect(v('bucketgate_vfs_bytes_total', { share: 'a', direction: 'write' })).toBeGreaterThanOrEqual(2_000_006);
-    expect(v('bucketgate_vfs_bytes_total', { share: 'a', direction: 'read' })).toBeGreaterThanOrEqual(2_000_000);
+    expect(
+      v('bucketgate_vfs_operation_duration_seconds_bucket', { share: 'a', op: 'write', le: '+Inf' }),
+    ).toBe(ops('a', 'fuse', 'write'));
+    expect(v('bucketgate_vfs_bytes_total', { share: 'a', direction: 'write' })).toBeGreaterThanOrEqual(
+      2_000_006,
+    );
+    expect(v('bucketgate_vfs_bytes_total', { share: 'a', direction: 'read' })).toBeGreaterThanOrEqual(
+      2_000_000,
+    );
     expect(v('bucketgate_vfs_bytes_total', { share: 'b', protocol: 'nfs', direction: 'write' })).toBe(7);
     expect(v('bucketgate_cache_hit_ratio', { share: 'a' })).toBeGreaterThan(0);
     expect(v('bucketgate_cache_lookups_total', { share: 'a', result: 'hit' })).toBeGreaterThan(0);
@@ -196,11 +216,19 @@ ${shares}`;
     expect(v('bucketgate_uploads_inflight', { share: 'a' })).toBe(0);
     expect(v('bucketgate_uploaded_files_total', { share: 'a' })).toBeGreaterThanOrEqual(2);
     expect(v('bucketgate_uploaded_bytes_total', { share: 'a' })).toBeGreaterThanOrEqual(2_000_000);
-    expect(v('bucketgate_s3_requests_total', { share: 'a', op: 'put', outcome: 'ok', status: '2xx' })).toBeGreaterThanOrEqual(2);
+    expect(
+      v('bucketgate_s3_requests_total', { share: 'a', op: 'put', outcome: 'ok', status: '2xx' }),
+    ).toBeGreaterThanOrEqual(2);
     expect(v('bucketgate_s3_requests_total', { share: 'a', op: 'list', outcome: 'ok' })).toBeGreaterThan(0);
-    expect(v('bucketgate_s3_requests_total', { share: 'b', op: 'put', outcome: 'ok' })).toBeGreaterThanOrEqual(1);
-    expect(v('bucketgate_s3_request_duration_seconds_count', { share: 'a', op: 'put' })).toBeGreaterThanOrEqual(2);
-    expect(v('bucketgate_s3_bytes_total', { share: 'a', direction: 'upload' })).toBeGreaterThanOrEqual(2_000_000);
+    expect(
+      v('bucketgate_s3_requests_total', { share: 'b', op: 'put', outcome: 'ok' }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(
+      v('bucketgate_s3_request_duration_seconds_count', { share: 'a', op: 'put' }),
+    ).toBeGreaterThanOrEqual(2);
+    expect(v('bucketgate_s3_bytes_total', { share: 'a', direction: 'upload' })).toBeGreaterThanOrEqual(
+      2_000_000,
+    );
     expect(v('bucketgate_refresh_runs_total', { share: 'a', trigger: 'manual', result: 'ok' })).toBe(1);
     expect(v('bucketgate_refresh_changes_total', { share: 'a', change: 'added' })).toBe(1);
     expect(v('bucketgate_share_info', { share: 'b', nfs: `127.0.0.1:${nfsPort}` })).toBe(1);
@@ -211,7 +239,10 @@ ${shares}`;
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const brief = events.map((e) => `${String(e.protocol)} ${String(e.op)} ${String(e.path)}${e.newPath ? ` ${String(e.newPath)}` : ''} uid=${String(e.uid)} ${String(e.result)}`);
+    const brief = events.map(
+      (e) =>
+        `${String(e.protocol)} ${String(e.op)} ${String(e.path)}${e.newPath ? ` ${String(e.newPath)}` : ''} uid=${String(e.uid)} ${String(e.result)}`,
+    );
     expect(brief).toEqual(
       expect.arrayContaining([
         'fuse create /hello.txt uid=0 ok',
@@ -224,7 +255,11 @@ ${shares}`;
         'nfs write-close /from-nfs.txt uid=0 ok',
       ]),
     );
-    expect(events.find((e) => e.op === 'setattr')).toMatchObject({ share: 'a', gid: 0, changes: { mode: '0600' } });
+    expect(events.find((e) => e.op === 'setattr')).toMatchObject({
+      share: 'a',
+      gid: 0,
+      changes: { mode: '0600' },
+    });
 
     // SIGHUP 1: b removed, c added; a untouched (never stopped: its log shows one start).
     const count = (s: string): number => d.output().split(s).length - 1;
@@ -261,7 +296,9 @@ ${shares}`;
     const r2 = readies();
     d.proc.kill('SIGHUP');
     await until('the failed reload', () => readies() > r2);
-    expect(notify.messages.at(-1)?.fields.STATUS).toMatch(/serving 2 shares: .*; last reload failed: .*bucketgate\.yaml:\d+:\d+: YAML: Map keys must be unique/);
+    expect(notify.messages.at(-1)?.fields.STATUS).toMatch(
+      /serving 2 shares: .*; last reload failed: .*bucketgate\.yaml:\d+:\d+: YAML: Map keys must be unique/,
+    );
     expect(d.output()).toMatch(/error reload failed: the configuration in force is kept/);
     expect(await isMounted(mntA)).toBe(true);
     expect(await isMounted(mntC)).toBe(true);

@@ -15,7 +15,9 @@ const pexec = promisify(execFile);
 
 export function assertBuilt(): void {
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
-    throw new Error('dist/ is missing: run "npm run build" (scripts/test.sh does) before the end-to-end tests');
+    throw new Error(
+      'dist/ is missing: run "npm run build" (scripts/test.sh does) before the end-to-end tests',
+    );
   }
 }
 
@@ -48,7 +50,12 @@ export interface DaemonEnv {
 }
 
 /** Start `bucketgate ARGS`; when `mountpoint` is given, resolve once it is mounted. */
-export async function startDaemon(args: string[], env: DaemonEnv, mountpoint?: string, timeoutMs = 30_000): Promise<Daemon> {
+export async function startDaemon(
+  args: string[],
+  env: DaemonEnv,
+  mountpoint?: string,
+  timeoutMs = 30_000,
+): Promise<Daemon> {
   assertBuilt();
   const proc = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, ...env, NODE_OPTIONS: '' },
@@ -74,8 +81,16 @@ export async function startDaemon(args: string[], env: DaemonEnv, mountpoint?: s
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       // Mounted and answering (a stale mount of a killed daemon fails stat with ENOTCONN).
-      if ((await isMounted(mountpoint)) && (await stat(mountpoint).then(() => true, () => false))) break;
-      if (proc.exitCode !== null) throw new Error(`bucketgate exited (${proc.exitCode}) before mounting:\n${out}`);
+      if (
+        (await isMounted(mountpoint)) &&
+        (await stat(mountpoint).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
+      if (proc.exitCode !== null)
+        throw new Error(`bucketgate exited (${proc.exitCode}) before mounting:\n${out}`);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
         throw new Error(`bucketgate did not mount ${mountpoint} in time:\n${out}`);
@@ -87,7 +102,10 @@ export async function startDaemon(args: string[], env: DaemonEnv, mountpoint?: s
 }
 
 /** Run a shell snippet (never blocks this process's event loop). */
-export async function sh(script: string, opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+export async function sh(
+  script: string,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
   try {
     const { stdout } = await pexec('bash', ['-euo', 'pipefail', '-c', script], {
       cwd: opts.cwd,
@@ -103,7 +121,10 @@ export async function sh(script: string, opts: { cwd?: string; env?: NodeJS.Proc
 }
 
 /** Run the CLI once (admin commands); resolves with code and output. */
-export async function cli(args: string[], env?: DaemonEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function cli(
+  args: string[],
+  env?: DaemonEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   assertBuilt();
   try {
     const { stdout, stderr } = await pexec(process.execPath, [BIN, ...args], {
@@ -113,6 +134,10 @@ export async function cli(args: string[], env?: DaemonEnv): Promise<{ code: numb
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as Error & { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    return {
+      code: typeof err.code === 'number' ? err.code : 1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    };
   }
 }

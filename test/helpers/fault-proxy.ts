@@ -34,7 +34,7 @@ export interface FaultProxy {
 export async function startFaultProxy(target: { host: string; port: number }, seed = 1): Promise<FaultProxy> {
   let faults: FaultSettings = { ...NO_FAULTS };
   let s = seed;
-  const rnd = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = (): number => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const stats = { requests: 0, injected: 0 };
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -83,7 +83,9 @@ export async function startFaultProxy(target: { host: string; port: number }, se
       if (r < acc) {
         stats.injected++;
         res.writeHead(503, { 'content-type': 'application/xml' });
-        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>');
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>',
+        );
         return;
       }
       acc += faults.hang;

@@ -252,7 +252,9 @@ export class MemoryObjectStore implements ObjectStore {
     if (this.conditionalWrites) {
       const cur = this.objects.get(key);
       if ((opts.ifNoneMatch === true && cur) || (opts.ifMatch !== undefined && cur?.etag !== opts.ifMatch)) {
-        throw new ObjectStoreError('precondition', 'put', key, 'HTTP 412 PreconditionFailed', { status: 412 });
+        throw new ObjectStoreError('precondition', 'put', key, 'HTTP 412 PreconditionFailed', {
+          status: 412,
+        });
       }
     }
     const data = Buffer.isBuffer(body) ? Buffer.from(body) : await readRegion(body.path, body.size, key);

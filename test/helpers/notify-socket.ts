@@ -45,7 +45,9 @@ while True:
 
 export async function startNotifySocket(dir: string): Promise<NotifySocket> {
   const path = join(dir, 'notify.sock');
-  const proc: ChildProcess = spawn('python3', ['-u', '-c', RECEIVER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn('python3', ['-u', '-c', RECEIVER, path], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const messages: NotifyMessage[] = [];
   const waiters = new Set<() => void>();
   let buf = '';
@@ -94,7 +96,11 @@ export async function startNotifySocket(dir: string): Promise<NotifySocket> {
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`no matching notification in ${timeoutMs} ms; got ${JSON.stringify(messages.map((m) => m.text))}`));
+          reject(
+            new Error(
+              `no matching notification in ${timeoutMs} ms; got ${JSON.stringify(messages.map((m) => m.text))}`,
+            ),
+          );
         }, timeoutMs);
         if (!check()) waiters.add(check);
       });

@@ -41,7 +41,10 @@ export async function createTestVfs(opts: TestVfsOptions = {}): Promise<TestVfs>
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'bg-vfs-')));
   const store = opts.store ?? new MemoryObjectStore();
   const defaults = opts.defaults ?? { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 };
-  const meta = new SqliteMetaStore({ path: join(dir, 'meta.db'), root: { mode: defaults.dirMode, uid: defaults.uid, gid: defaults.gid } });
+  const meta = new SqliteMetaStore({
+    path: join(dir, 'meta.db'),
+    root: { mode: defaults.dirMode, uid: defaults.uid, gid: defaults.gid },
+  });
   const log = getLogger({ test: 'vfs' });
   const cacheLimitBytes = opts.cacheLimitBytes ?? 1024 ** 3;
   const cache = await DiskDataCache.open({ dir, limitBytes: cacheLimitBytes, index: meta, logger: log });

@@ -255,7 +255,11 @@ describe('cpuprofile summary', () => {
       endTime: 2000,
       nodes: [
         { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 }, children: [2] },
-        { id: 2, callFrame: { functionName: 'outer', url: 'file:///r/dist/a.js', lineNumber: 0 }, children: [3, 4] },
+        {
+          id: 2,
+          callFrame: { functionName: 'outer', url: 'file:///r/dist/a.js', lineNumber: 0 },
+          children: [3, 4],
+        },
         { id: 3, callFrame: { functionName: 'inner', url: 'file:///r/dist/b.js', lineNumber: 4 } },
         { id: 4, callFrame: { functionName: 'lib', url: 'file:///r/node_modules/x/c.js', lineNumber: 0 } },
       ],

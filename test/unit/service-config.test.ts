@@ -126,7 +126,9 @@ describe('config file: errors name the key and the line', () => {
 `);
     expect(e.key).toBe('shares[2].cacheSize');
     expect(e.line).toBe(6);
-    expect(e.message).toBe(`${join(dir, 'bg.yaml')}:6: shares[2].cacheSize: "20X" is not a size (e.g. 4096, 512M, 20G, 1T)`);
+    expect(e.message).toBe(
+      `${join(dir, 'bg.yaml')}:6: shares[2].cacheSize: "20X" is not a size (e.g. 4096, 512M, 20G, 1T)`,
+    );
   });
 
   it('unknown keys, with hints', () => {
@@ -139,10 +141,12 @@ describe('config file: errors name the key and the line', () => {
     expect(errorOf('cacheSize: 1G\nshares: [{url: "s3://a", mountpoint: /a}]').message).toMatch(
       /cacheSize: unknown setting \(a per-share setting: put it under shares\[\] or defaults\)/,
     );
-    expect(errorOf('audit_log: /x\nshares: [{url: "s3://a", mountpoint: /a}]').message).toMatch(/did you mean auditLog/);
-    expect(errorOf('metrics: {host: 127.0.0.1, port: 1, path: /m}\nshares: [{url: "s3://a", mountpoint: /a}]').key).toBe(
-      'metrics.path',
+    expect(errorOf('audit_log: /x\nshares: [{url: "s3://a", mountpoint: /a}]').message).toMatch(
+      /did you mean auditLog/,
     );
+    expect(
+      errorOf('metrics: {host: 127.0.0.1, port: 1, path: /m}\nshares: [{url: "s3://a", mountpoint: /a}]').key,
+    ).toBe('metrics.path');
   });
 
   it('errors in defaults are reported at defaults, per-share keys are refused there', () => {
@@ -173,14 +177,16 @@ shares:
     expect(errorOf('shares: [{url: "s3://a", mountpoint: /a, fileMode: 0644}]').message).toMatch(
       /shares\[0\]\.fileMode: 644: write the mode as an octal string such as "0644"/,
     );
-    expect(errorOf('shares: [{url: "s3://a", mountpoint: /a}, {url: "s3://a", mountpoint: /b}]').message).toMatch(
-      /shares\[1\]\.name: "a" is already used by shares\[0\]/,
-    );
+    expect(
+      errorOf('shares: [{url: "s3://a", mountpoint: /a}, {url: "s3://a", mountpoint: /b}]').message,
+    ).toMatch(/shares\[1\]\.name: "a" is already used by shares\[0\]/);
     expect(errorOf('shares: [{url: "s3://a"}]').message).toMatch(/shares\[0\]\.mountpoint: is required/);
   });
 
   it('never quotes a secret', () => {
-    const e = errorOf('shares: [{url: "s3://a", mountpoint: /a, credentials: {accessKeyId: AK, secretAccessKey: 7}}]');
+    const e = errorOf(
+      'shares: [{url: "s3://a", mountpoint: /a, credentials: {accessKeyId: AK, secretAccessKey: 7}}]',
+    );
     expect(e.message).toMatch(/shares\[0\]\.credentials\.secretAccessKey: must be a non-empty string/);
     expect(e.message).not.toMatch(/\b7\b/);
   });
@@ -204,12 +210,18 @@ describe('config file: permissions', () => {
     await expect(loadConfigFile(f)).rejects.toThrow(/mode 0640/);
     await chmod(f, 0o600);
     const c = await loadConfigFile(f);
-    expect(c.shares[0]?.credentials).toEqual({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG' });
+    expect(c.shares[0]?.credentials).toEqual({
+      accessKeyId: 'AKIDEXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG',
+    });
   });
 
   it('credentials in defaults count too; a file without credentials may be world-readable', async () => {
     const f = join(dir, 'defaults-secret.yaml');
-    await writeFile(f, 'defaults: {credentials: {accessKeyId: A, secretAccessKey: B}}\nshares: [{url: "s3://a", mountpoint: /a}]\n');
+    await writeFile(
+      f,
+      'defaults: {credentials: {accessKeyId: A, secretAccessKey: B}}\nshares: [{url: "s3://a", mountpoint: /a}]\n',
+    );
     await chmod(f, 0o604);
     await expect(loadConfigFile(f)).rejects.toThrow(/defaults\.credentials: the file holds credentials/);
     const g = join(dir, 'plain.yaml');
@@ -219,6 +231,8 @@ describe('config file: permissions', () => {
   });
 
   it('a missing file is a clear error', async () => {
-    await expect(loadConfigFile(join(dir, 'nope.yaml'))).rejects.toThrow(/nope\.yaml: config: cannot be read: ENOENT/);
+    await expect(loadConfigFile(join(dir, 'nope.yaml'))).rejects.toThrow(
+      /nope\.yaml: config: cannot be read: ENOENT/,
+    );
   });
 });

@@ -16,7 +16,17 @@ describe('mount.fuse.bucketgate arguments', () => {
       fake: false,
       verbose: false,
     });
-    const a = parseHelperArgv(['s3://b', '/m', '-s', '-fnv', '-oro', '-t', 'fuse.bucketgate', '-o', 'allow_other']);
+    const a = parseHelperArgv([
+      's3://b',
+      '/m',
+      '-s',
+      '-fnv',
+      '-oro',
+      '-t',
+      'fuse.bucketgate',
+      '-o',
+      'allow_other',
+    ]);
     expect(a).toMatchObject({ sloppy: true, fake: true, verbose: true, options: 'ro,allow_other' });
     expect(parseHelperArgv(['bucket/prefix', '/m']).source).toBe('s3://bucket/prefix');
     expect(() => parseHelperArgv(['s3://b'])).toThrow(/usage/);
@@ -29,7 +39,15 @@ describe('mount.fuse.bucketgate arguments', () => {
       'rw,_netdev,x-systemd.automount,allow_other,cache-dir=/c,nfs-clients=10.0.0.0/8,192.168.0.0/16,log-file=/var/log/x.log,metrics=9464,profile=p,bogus=1',
       true,
     );
-    expect(r.share).toEqual(['rw', '_netdev', 'x-systemd.automount', 'allow_other', 'cache-dir=/c', 'nfs-clients=10.0.0.0/8', '192.168.0.0/16']);
+    expect(r.share).toEqual([
+      'rw',
+      '_netdev',
+      'x-systemd.automount',
+      'allow_other',
+      'cache-dir=/c',
+      'nfs-clients=10.0.0.0/8',
+      '192.168.0.0/16',
+    ]);
     expect(r.helper).toEqual({ 'log-file': '/var/log/x.log', metrics: '9464', profile: 'p' });
     expect(r.dropped).toEqual(['bogus=1']);
     expect(splitHelperOptions('bogus=1', false).share).toEqual(['bogus=1']);
@@ -55,7 +73,17 @@ describe('mount.fuse.bucketgate arguments', () => {
 
 describe('bucketgate mount daemon-wide flags', () => {
   it('takes --metrics, --audit-log and --log-format out of the arguments', () => {
-    const args = ['s3://b', '/m', '--metrics', '9464', '--cache-size', '1G', '--audit-log=a.log', '--log-format', 'json'];
+    const args = [
+      's3://b',
+      '/m',
+      '--metrics',
+      '9464',
+      '--cache-size',
+      '1G',
+      '--audit-log=a.log',
+      '--log-format',
+      'json',
+    ];
     expect(takeServiceFlags(args, '/srv')).toEqual({
       metrics: { host: '127.0.0.1', port: 9464 },
       auditLog: '/srv/a.log',
@@ -65,7 +93,9 @@ describe('bucketgate mount daemon-wide flags', () => {
     expect(takeServiceFlags(['--metrics=[::1]:9100']).metrics).toEqual({ host: '::1', port: 9100 });
     expect(takeServiceFlags(['--metrics', '0.0.0.0:9100']).metrics).toEqual({ host: '0.0.0.0', port: 9100 });
     expect(() => takeServiceFlags(['--metrics', 'x:y'])).toThrow(/--metrics: "x:y": "y" is not a port/);
-    expect(() => takeServiceFlags(['--log-format', 'xml'])).toThrow(/--log-format: "xml" is not one of text, json/);
+    expect(() => takeServiceFlags(['--log-format', 'xml'])).toThrow(
+      /--log-format: "xml" is not one of text, json/,
+    );
     expect(() => takeServiceFlags(['--audit-log'])).toThrow(/--audit-log needs a value/);
   });
 });

@@ -25,7 +25,10 @@ function capture(f: () => void): string[] {
     target.write = orig;
     console.error = origError;
   }
-  return out.join('').split('\n').filter((l) => l !== '');
+  return out
+    .join('')
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 const savedJournal = process.env.JOURNAL_STREAM;
@@ -48,7 +51,9 @@ describe('logging', () => {
       log.debug('not shown at info');
     });
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z info first\\nsecond component="t" secretAccessKey="\[redacted\]" note="key \[redacted\] here"$/);
+    expect(lines[0]).toMatch(
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z info first\\nsecond component="t" secretAccessKey="\[redacted\]" note="key \[redacted\] here"$/,
+    );
     expect(lines[1]).toContain('X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]&y=1');
     expect(lines[2]).toContain('http://[redacted]@host:9000/');
     expect(lines[2]).toContain('error="Error: boom"');
@@ -65,19 +70,34 @@ describe('logging', () => {
       log.info('i');
       log.debug('d');
     });
-    expect(text).toEqual(['<3>error e share="s"', '<4>warn w share="s"', '<6>info i share="s"', '<7>debug d share="s"']);
+    expect(text).toEqual([
+      '<3>error e share="s"',
+      '<4>warn w share="s"',
+      '<6>info i share="s"',
+      '<7>debug d share="s"',
+    ]);
     configureLogging({ level: 'info', format: 'json' });
     const json = capture(() => getLogger({ share: 's' }).warn('two\nlines', { size: 3n, token: 'x' }));
     expect(json).toHaveLength(1);
     expect(json[0]?.startsWith('<4>{')).toBe(true);
-    expect(JSON.parse(json[0]?.slice(3) ?? '')).toEqual({ level: 'warn', message: 'two\nlines', share: 's', size: '3', token: '[redacted]' });
+    expect(JSON.parse(json[0]?.slice(3) ?? '')).toEqual({
+      level: 'warn',
+      message: 'two\nlines',
+      share: 's',
+      size: '3',
+      token: '[redacted]',
+    });
   });
 
   it('JSON outside journald carries a timestamp', () => {
     delete process.env.JOURNAL_STREAM;
     configureLogging({ level: 'info', format: 'json' });
     const [line] = capture(() => getLogger().info('hello'));
-    expect(JSON.parse(line ?? '')).toMatchObject({ level: 'info', message: 'hello', timestamp: expect.any(String) });
+    expect(JSON.parse(line ?? '')).toMatchObject({
+      level: 'info',
+      message: 'hello',
+      timestamp: expect.any(String),
+    });
   });
 
   it('a child logger may log at its own level (fixed or asked at every line)', () => {
@@ -102,8 +122,10 @@ describe('logging', () => {
   });
 
   it('scrub masks an AWS authorization header', () => {
-    expect(scrub('Authorization: AWS4-HMAC-SHA256 Credential=AKIA123/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0123abcd')).toBe(
-      'Authorization: AWS4-HMAC-SHA256 Credential=[redacted], SignedHeaders=host, Signature=[redacted]',
-    );
+    expect(
+      scrub(
+        'Authorization: AWS4-HMAC-SHA256 Credential=AKIA123/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0123abcd',
+      ),
+    ).toBe('Authorization: AWS4-HMAC-SHA256 Credential=[redacted], SignedHeaders=host, Signature=[redacted]');
   });
 });

@@ -30,7 +30,8 @@ afterAll(async () => {
 
 /** Path of an inode of a MemVfs (its private tree, read for the test). */
 function memPathOf(vfs: MemVfs): (ino: Ino) => string | undefined {
-  const nodes = (vfs as unknown as { nodes: Map<Ino, { parent: Ino; children: Map<string, { ino: Ino }> }> }).nodes;
+  const nodes = (vfs as unknown as { nodes: Map<Ino, { parent: Ino; children: Map<string, { ino: Ino }> }> })
+    .nodes;
   return (ino) => {
     const parts: string[] = [];
     let cur = ino;
@@ -131,7 +132,9 @@ describe('MeteredVfs', () => {
     expect(series(text, 'bucketgate_vfs_bytes_total', { share: 's1', direction: 'write' })).toBe(11);
     expect(series(text, 'bucketgate_vfs_bytes_total', { share: 's1', direction: 'read' })).toBe(11);
     expect(series(text, 'bucketgate_vfs_operation_duration_seconds_count', { op: 'write' })).toBe(2);
-    expect(series(text, 'bucketgate_vfs_operation_duration_seconds_bucket', { op: 'write', le: '+Inf' })).toBe(2);
+    expect(
+      series(text, 'bucketgate_vfs_operation_duration_seconds_bucket', { op: 'write', le: '+Inf' }),
+    ).toBe(2);
     expect(inner.openHandles).toBe(0);
   });
 
@@ -161,7 +164,10 @@ describe('MeteredObjectStore', () => {
     expect(Buffer.concat(chunks).toString()).toBe('0123456789');
     await store.copy('k1', 'k3', { size: 10 });
     await store.list('', { maxKeys: 10 });
-    inner.failNext('getRange', new ObjectStoreError('transient', 'getRange', 'k1', 'slow down', { status: 503 }));
+    inner.failNext(
+      'getRange',
+      new ObjectStoreError('transient', 'getRange', 'k1', 'slow down', { status: 503 }),
+    );
     await expect(store.getRange('k1', 0, 1)).rejects.toThrow(/slow down/);
     inner.failNext('delete', 'denied');
     await expect(store.delete(['k1'])).rejects.toThrow();
@@ -180,7 +186,9 @@ describe('MeteredObjectStore', () => {
     expect(req('delete', 'ok', '2xx')).toBe(1);
     expect(series(text, 'bucketgate_s3_requests_total', { op: 'delete', outcome: 'denied' })).toBe(1);
     expect(series(text, 'bucketgate_s3_bytes_total', { share: 's1', direction: 'download' })).toBe(14);
-    expect(series(text, 'bucketgate_s3_bytes_total', { share: 's1', direction: 'upload' })).toBeGreaterThanOrEqual(10);
+    expect(
+      series(text, 'bucketgate_s3_bytes_total', { share: 's1', direction: 'upload' }),
+    ).toBeGreaterThanOrEqual(10);
     expect(series(text, 'bucketgate_s3_request_duration_seconds_count', { op: 'head' })).toBe(2);
   });
 });
@@ -200,10 +208,17 @@ describe('DaemonMetrics state gauges and the HTTP endpoint', () => {
       oldestUploadMs: () => Date.now() - 90_000,
     };
     metrics.addShare(src);
-    metrics.observeRefresh('web', 'interval', 0.2, { added: 2, changed: 1, removed: 0, conflicts: 0, directories: 3 });
+    metrics.observeRefresh('web', 'interval', 0.2, {
+      added: 2,
+      changed: 1,
+      removed: 0,
+      conflicts: 0,
+      directories: 3,
+    });
     metrics.observeRefresh('web', 'manual', 0.1, undefined, new Error('boom'));
     let text = await metrics.text();
-    const v = (name: string, labels: Record<string, string> = {}): number | undefined => series(text, name, { share: 'web', ...labels });
+    const v = (name: string, labels: Record<string, string> = {}): number | undefined =>
+      series(text, name, { share: 'web', ...labels });
     expect(v('bucketgate_share_info', { url: 's3://b/web', mountpoint: '/mnt/web' })).toBe(1);
     expect(v('bucketgate_cache_used_bytes')).toBe(5000);
     expect(v('bucketgate_cache_limit_bytes')).toBe(10_000);
@@ -242,7 +257,9 @@ describe('DaemonMetrics state gauges and the HTTP endpoint', () => {
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' })).status).toBe(405);
     const busy = new MetricsServer(metrics, { host: '127.0.0.1', port });
-    await expect(busy.start()).rejects.toThrow(`metrics: cannot listen on 127.0.0.1:${port}: the address is in use`);
+    await expect(busy.start()).rejects.toThrow(
+      `metrics: cannot listen on 127.0.0.1:${port}: the address is in use`,
+    );
     await server.stop();
   });
 });
@@ -252,7 +269,15 @@ describe('AuditLog', () => {
     const file = join(dir, 'audit', 'audit.log');
     const log = new AuditLog(file);
     await log.open();
-    const ev: AuditEvent = { share: 's', protocol: 'nfs', op: 'unlink', uid: 7, gid: 8, path: '/a\nb', result: 'ok' };
+    const ev: AuditEvent = {
+      share: 's',
+      protocol: 'nfs',
+      op: 'unlink',
+      uid: 7,
+      gid: 8,
+      path: '/a\nb',
+      result: 'ok',
+    };
     log.record(ev);
     await rename(file, `${file}.1`);
     await log.reopen();
@@ -262,7 +287,15 @@ describe('AuditLog', () => {
     const second = (await readFile(file, 'utf8')).trim().split('\n');
     expect(first).toHaveLength(1);
     expect(second).toHaveLength(1);
-    expect(JSON.parse(first[0] ?? '')).toMatchObject({ share: 's', protocol: 'nfs', op: 'unlink', uid: 7, gid: 8, path: '/a\nb', result: 'ok' });
+    expect(JSON.parse(first[0] ?? '')).toMatchObject({
+      share: 's',
+      protocol: 'nfs',
+      op: 'unlink',
+      uid: 7,
+      gid: 8,
+      path: '/a\nb',
+      result: 'ok',
+    });
     expect(JSON.parse(second[0] ?? '')).toMatchObject({ op: 'rename', newPath: '/c' });
     expect(typeof JSON.parse(second[0] ?? '').time).toBe('string');
   });

@@ -31,7 +31,12 @@ describe('systemd notifications', () => {
     await notifyReady('serving 2 shares');
     await notifyStopping();
     const stop = await sock.waitFor((m) => m.fields.STOPPING === '1', 10_000);
-    expect(sock.messages.map((m) => Object.keys(m.fields)[0])).toEqual(['READY', 'RELOADING', 'READY', 'STOPPING']);
+    expect(sock.messages.map((m) => Object.keys(m.fields)[0])).toEqual([
+      'READY',
+      'RELOADING',
+      'READY',
+      'STOPPING',
+    ]);
     expect(sock.messages[0]?.fields).toEqual({ READY: '1', STATUS: 'serving 1 share: a (/mnt/a)' });
     for (const m of sock.messages) expect(m.pid).toBe(process.pid);
     expect(stop.fields.STATUS).toMatch(/stopping/);

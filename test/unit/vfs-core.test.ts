@@ -1,7 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsError } from '../../src/core/errors.js';
 import type { Cred } from '../../src/core/types.js';
-import { O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, ROOT_CRED, ROOT_INO, W_OK } from '../../src/core/types.js';
+import {
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  ROOT_CRED,
+  ROOT_INO,
+  W_OK,
+} from '../../src/core/types.js';
 import { decodePosixMeta } from '../../src/objectstore/posix-meta.js';
 import type { CoreVfs } from '../../src/vfs/core.js';
 import { MemoryObjectStore } from '../helpers/memory-objectstore.js';
@@ -12,8 +22,11 @@ const ALICE: Cred = { uid: 1000, gid: 1000, groups: [] };
 const BOB: Cred = { uid: 1001, gid: 1001, groups: [] };
 const open: TestVfs[] = [];
 
-async function mk(opts: Parameters<typeof createTestVfs>[0] = {}): Promise<TestVfs & { mem: MemoryObjectStore }> {
-  const store = (opts.store as MemoryObjectStore | undefined) ?? new MemoryObjectStore({ multipartThreshold: 1 << 30 });
+async function mk(
+  opts: Parameters<typeof createTestVfs>[0] = {},
+): Promise<TestVfs & { mem: MemoryObjectStore }> {
+  const store =
+    (opts.store as MemoryObjectStore | undefined) ?? new MemoryObjectStore({ multipartThreshold: 1 << 30 });
   // A world-writable root (0777) unless a test says otherwise, so unprivileged callers can create.
   const defaults = opts.defaults ?? { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o777 };
   const t = await createTestVfs({ ...opts, store, defaults });
@@ -25,7 +38,13 @@ afterEach(async () => {
   for (const t of open.splice(0)) await t.close({ remove: true }).catch(() => undefined);
 });
 
-async function writeFile(vfs: CoreVfs, parent: number, name: string, data: string | Buffer, cred: Cred = R): Promise<number> {
+async function writeFile(
+  vfs: CoreVfs,
+  parent: number,
+  name: string,
+  data: string | Buffer,
+  cred: Cred = R,
+): Promise<number> {
   const { attr, fh } = await vfs.create(cred, parent, name, 0o644, O_CREAT | O_WRONLY | O_TRUNC);
   await vfs.write(fh, 0, Buffer.from(data));
   await vfs.flush(fh);
@@ -202,7 +221,9 @@ describe('CoreVfs over the in-memory object store', () => {
     await t.vfs.write(fh3, 0, Buffer.from('AB'));
     await t.vfs.release(fh3);
     await t.vfs.flushAll(5000);
-    expect(t.mem.read('sparse')).toEqual(Buffer.concat([Buffer.from('AB'), c.subarray(2), Buffer.from('++')]));
+    expect(t.mem.read('sparse')).toEqual(
+      Buffer.concat([Buffer.from('AB'), c.subarray(2), Buffer.from('++')]),
+    );
   });
 
   it('reads large remote files in ranges and serves cached ranges without requests', async () => {

@@ -11,7 +11,7 @@ afterEach(async () => {
 
 async function names(t: TestVfs, ino = ROOT_INO): Promise<string[]> {
   const out: string[] = [];
-  for (let cookie = 0n; ; ) {
+  for (let cookie = 0n; ;) {
     const r = await t.vfs.readdir(R, ino, cookie, 1000);
     out.push(...r.entries.map((e) => e.name));
     if (r.eof || r.entries.length === 0) break;
@@ -28,7 +28,16 @@ describe('crash recovery of namespace operations', () => {
     expect(await names(t)).toEqual(['a']);
     // What a crash in the middle leaves: the journal entry, and one object already copied.
     await store.copy('a/1', 'b/1', { size: 8 });
-    t.meta.addRemoteOp(JSON.stringify({ kind: 'renamedir', from: 'a/', to: 'b/', replacedMarker: false, fromPath: ['a'], toPath: ['b'] }));
+    t.meta.addRemoteOp(
+      JSON.stringify({
+        kind: 'renamedir',
+        from: 'a/',
+        to: 'b/',
+        replacedMarker: false,
+        fromPath: ['a'],
+        toPath: ['b'],
+      }),
+    );
     await t.close();
     const t2 = await createTestVfs({ store, dir: t.dir });
     open.push(t2);
@@ -59,7 +68,17 @@ describe('crash recovery of namespace operations', () => {
     const t = await createTestVfs({ store });
     await t.vfs.lookup(R, ROOT_INO, 'old');
     await store.copy('old', 'new', { size: 7 });
-    t.meta.addRemoteOp(JSON.stringify({ kind: 'rename', from: 'old', to: 'new', size: 7, deletes: ['old'], fromPath: ['old'], toPath: ['new'] }));
+    t.meta.addRemoteOp(
+      JSON.stringify({
+        kind: 'rename',
+        from: 'old',
+        to: 'new',
+        size: 7,
+        deletes: ['old'],
+        fromPath: ['old'],
+        toPath: ['new'],
+      }),
+    );
     await t.close();
     const t2 = await createTestVfs({ store, dir: t.dir });
     open.push(t2);
