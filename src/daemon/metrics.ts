@@ -101,6 +101,18 @@ export class DaemonMetrics {
     labelNames: ['share', 'direction'] as const,
     registers: [this.registry],
   });
+  readonly nfsCalls = new Counter({
+    name: 'bucketgate_nfs_calls_total',
+    help: 'NFS and MOUNT calls by share, program, procedure and result (ok, error)',
+    labelNames: ['share', 'program', 'procedure', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly nfsLatency = new Histogram({
+    name: 'bucketgate_nfs_call_duration_seconds',
+    help: 'NFS and MOUNT call latency by procedure',
+    labelNames: ['share', 'program', 'procedure'] as const,
+    registers: [this.registry],
+  });
   readonly refreshRuns = new Counter({
     name: 'bucketgate_refresh_runs_total',
     help: 'Reverse sync runs by trigger (interval, manual) and result (ok, error)',

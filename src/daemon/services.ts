@@ -120,6 +120,10 @@ export class DaemonServices {
       store: (store) => new MeteredObjectStore(store, m, cfg.name),
       vfs: (vfs, protocol, pathOf) =>
         new MeteredVfs(vfs, { share: cfg.name, protocol, metrics: m, audit: () => this.audit, pathOf }),
+      nfsCall: (program, procedure, seconds, failed) => {
+        m.nfsCalls.inc({ share: cfg.name, program, procedure, result: failed ? 'error' : 'ok' });
+        m.nfsLatency.observe({ share: cfg.name, program, procedure }, seconds);
+      },
       refresh: (trigger, seconds, result, error) =>
         m.observeRefresh(cfg.name, trigger, seconds, result, error),
     };

@@ -43,6 +43,8 @@ export interface ShareHooks {
   store?: (store: ObjectStore) => ObjectStore;
   /** `pathOf` names an inode relative to the share root (`/a/b`), for audit events. */
   vfs?: (vfs: Vfs, protocol: 'fuse' | 'nfs', pathOf: (ino: Ino) => string | undefined) => Vfs;
+  /** Every NFS/MOUNT call of the share's export. */
+  nfsCall?: (program: string, procedure: string, seconds: number, failed: boolean) => void;
   refresh?: (
     trigger: 'interval' | 'manual',
     seconds: number,
@@ -182,6 +184,7 @@ export class Share {
           host: config.nfs.host,
           port: config.nfs.port,
           ...(config.nfsPortmap ? { portmap: { host: config.nfs.host, port: 111 } } : {}),
+          ...(opts.hooks?.nfsCall ? { onCall: opts.hooks.nfsCall } : {}),
           logger: log.child({ component: 'nfs' }),
         });
         try {

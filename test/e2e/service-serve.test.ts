@@ -204,6 +204,12 @@ ${shares}`;
       2_000_000,
     );
     expect(v('bucketgate_vfs_bytes_total', { share: 'b', protocol: 'nfs', direction: 'write' })).toBe(7);
+    expect(
+      v('bucketgate_nfs_calls_total', { share: 'b', program: 'nfs', procedure: 'write', result: 'ok' }),
+    ).toBeGreaterThan(0);
+    expect(
+      v('bucketgate_nfs_calls_total', { share: 'b', program: 'mount', procedure: 'mnt', result: 'ok' }),
+    ).toBeGreaterThan(0);
     expect(v('bucketgate_cache_hit_ratio', { share: 'a' })).toBeGreaterThan(0);
     expect(v('bucketgate_cache_lookups_total', { share: 'a', result: 'hit' })).toBeGreaterThan(0);
     expect(v('bucketgate_cache_used_bytes', { share: 'a' })).toBeGreaterThanOrEqual(2_000_000);

@@ -58,7 +58,35 @@ export interface NfsServerOptions {
   zeroCopyRead?: boolean;
   /** Close a connection whose incomplete record gets no byte for this long (default 60 s). */
   partialRecordTimeoutMs?: number;
+  /** Called after every NFS/MOUNT call (metrics): program, procedure name, seconds, failed. */
+  onCall?: (program: string, procedure: string, seconds: number, failed: boolean) => void;
 }
+
+const NFS_PROC_NAMES = [
+  'null',
+  'getattr',
+  'setattr',
+  'lookup',
+  'access',
+  'readlink',
+  'read',
+  'write',
+  'create',
+  'mkdir',
+  'symlink',
+  'mknod',
+  'remove',
+  'rmdir',
+  'rename',
+  'link',
+  'readdir',
+  'readdirplus',
+  'fsstat',
+  'fsinfo',
+  'pathconf',
+  'commit',
+];
+const MOUNT_PROC_NAMES = ['null', 'mnt', 'dump', 'umnt', 'umntall', 'export'];
 
 const WRITE_HIGH_WATER = 8 * 1024 * 1024;
 
@@ -76,7 +104,10 @@ export class NfsServer {
   private nfsPort = 0;
   private pmPort = 0;
 
+  private readonly onCall: NfsServerOptions['onCall'];
+
   constructor(opts: NfsServerOptions) {
+    this.onCall = opts.onCall;
     this.opts = opts;
     this.log = opts.logger ?? getLogger({ component: 'nfs' });
     this.core = new NfsCore(opts.exports, this.log, opts.handleIdleMs);
@@ -167,6 +198,30 @@ export class NfsServer {
     if (d.kind === 'garbage') return 'close';
     if (d.kind === 'reply') return undefined;
     const call = d.call;
+    if (!this.onCall) return this.dispatch(conn, call);
+    const t0 = process.hrtime.bigint();
+    let failed = false;
+    try {
+      const r = await this.dispatch(conn, call);
+      failed = r === 'close';
+      return r;
+    } catch (e) {
+      failed = true;
+      throw e;
+    } finally {
+      const program = call.prog === PROG_NFS ? 'nfs' : call.prog === PROG_MOUNT ? 'mount' : String(call.prog);
+      const names =
+        call.prog === PROG_NFS ? NFS_PROC_NAMES : call.prog === PROG_MOUNT ? MOUNT_PROC_NAMES : [];
+      this.onCall(
+        program,
+        names[call.proc] ?? String(call.proc),
+        Number(process.hrtime.bigint() - t0) / 1e9,
+        failed,
+      );
+    }
+  }
+
+  private async dispatch(conn: ConnInfo, call: RpcCall): Promise<Reply | undefined | 'close'> {
     const w = conn.w;
     if (call.rpcvers !== RPC_VERSION) return w.rpcMismatch(call.xid);
     const c = this.credOf(call);
