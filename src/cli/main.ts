@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
   DEFAULTS,
+  MOUNT_OPTIONS,
   isUsageError,
   parseDuration,
   parseMountArgs,
@@ -67,7 +68,20 @@ function takeValue(args: string[], flag: string): string | undefined {
 
 async function cmdMount(args: string[]): Promise<void> {
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(`${USAGE}\n\nSee docs/CLI.md for every mount option.\n`);
+    const row = (left: string, text: string): string => `${`  ${left}`.padEnd(34)} ${text}`;
+    const lines = [
+      ...MOUNT_OPTIONS.map((o) =>
+        row(`--${o.flag}${o.valueName !== undefined ? ` ${o.valueName}` : ''}`, `${o.description} (default: ${o.defaultText})`),
+      ),
+      row('--metrics HOST:PORT', 'Prometheus endpoint (default: off)'),
+      row('--audit-log FILE', 'audit log of file operations (default: off)'),
+      row('--log-format text|json', 'log line format (default: text)'),
+    ];
+    process.stdout.write(
+      'usage: bucketgate mount s3://BUCKET[/PREFIX] MOUNTPOINT [options]\n' +
+        '       bucketgate mount s3://BUCKET[/PREFIX] --no-fuse --nfs HOST[:PORT] [options]\n\n' +
+        `options:\n${lines.join('\n')}\n\nSee docs/CLI.md.\n`,
+    );
     return;
   }
   const svc = takeServiceFlags(args);
