@@ -572,16 +572,27 @@ export class CoreVfs implements Vfs {
     };
   }
 
-  async rmdir(cred: Cred, parent: Ino, name: string): Promise<void> {
-    this.checkName(name, 'rmdir');
-    this.writable('rmdir');
-    const d = await this.dir(cred, parent, 'rmdir', W_OK | X_OK);
+  /** The entry `parent/name` that the caller wants to remove, with the checks rmdir/unlink share. */
+  private async entryToRemove(
+    cred: Cred,
+    parent: Ino,
+    name: string,
+    op: 'rmdir' | 'unlink',
+  ): Promise<NodeRow> {
+    this.checkName(name, op);
+    this.writable(op);
+    const d = await this.dir(cred, parent, op, W_OK | X_OK);
     await this.tree.ensureListed(d);
     const n0 = this.meta.lookup(parent, name);
-    if (!n0) throw new FsError('ENOENT', 'rmdir', name);
+    if (!n0) throw new FsError('ENOENT', op, name);
     const n = await this.tree.ensureMeta(n0);
+    if (!stickyAllows(cred, d, n)) throw new FsError('EPERM', op, name);
+    return n;
+  }
+
+  async rmdir(cred: Cred, parent: Ino, name: string): Promise<void> {
+    const n = await this.entryToRemove(cred, parent, name, 'rmdir');
     if (n.type !== 'dir') throw new FsError('ENOTDIR', 'rmdir', name);
-    if (!stickyAllows(cred, d, n)) throw new FsError('EPERM', 'rmdir', name);
     await this.tree.ensureListed(n);
     if (this.meta.childCount(n.ino) > 0) throw new FsError('ENOTEMPTY', 'rmdir', this.tree.pathOf(n.ino));
     const key = this.tree.keyOf(n.ino, 'dir');
@@ -785,15 +796,8 @@ export class CoreVfs implements Vfs {
   // ---------------------------------------------------------------- namespace
 
   async unlink(cred: Cred, parent: Ino, name: string): Promise<void> {
-    this.checkName(name, 'unlink');
-    this.writable('unlink');
-    const d = await this.dir(cred, parent, 'unlink', W_OK | X_OK);
-    await this.tree.ensureListed(d);
-    const n = this.meta.lookup(parent, name);
-    if (!n) throw new FsError('ENOENT', 'unlink', name);
+    const n = await this.entryToRemove(cred, parent, name, 'unlink');
     if (n.type === 'dir') throw new FsError('EISDIR', 'unlink', name);
-    const full = await this.tree.ensureMeta(n);
-    if (!stickyAllows(cred, d, full)) throw new FsError('EPERM', 'unlink', name);
     await this.uploader.quiesce(n.ino);
     const cur = this.meta.getNode(n.ino) ?? n;
     const key = this.tree.keyOf(n.ino, n.type);

@@ -7,37 +7,17 @@
  * The workload logs "I …" (intent) before and "A …" (acknowledged) after each operation. At most
  * one operation is in flight at the kill; for it both outcomes are accepted.
  */
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, sh, startDaemon, type Daemon, type DaemonEnv } from '../helpers/daemon.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { describe, expect, it } from 'vitest';
+import { cli, sh, startDaemon } from '../helpers/daemon.js';
+import { e2eEnv } from '../helpers/e2e-env.js';
 
 const CYCLES = Number(process.env.BG_CRASH_CYCLES ?? 12);
 
-let s3: S3rverHandle;
-let client: S3Client;
-let work: string;
-let env: DaemonEnv;
-const daemons: Daemon[] = [];
-
-beforeAll(async () => {
-  s3 = await startS3rver({ buckets: ['test'] });
-  client = s3.client();
-  env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-  work = await mkdtemp(join(tmpdir(), 'bg-crash-'));
-});
-
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`umount -l '${work}/mnt' 2>/dev/null || true`).catch(() => undefined);
-  await s3?.stop();
-  if (work && !process.env.BG_CRASH_KEEP) await rm(work, { recursive: true, force: true });
-  else if (work) console.log(`kept ${work}`);
-});
+const E = e2eEnv('bg-crash-', { keep: () => process.env.BG_CRASH_KEEP !== undefined });
 
 // Sequential workload; each step: intent line, the operation, acknowledgement line.
 // Files get unique names (cycle c, step i); renames and deletes pick earlier acknowledged files.
@@ -113,12 +93,12 @@ async function bucketObjects(prefix: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   let token: string | undefined;
   do {
-    const r = await client.send(
+    const r = await E.client.send(
       new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }),
     );
     for (const o of r.Contents ?? []) {
       if (o.Key!.endsWith('/')) continue;
-      const g = await client.send(new GetObjectCommand({ Bucket: 'test', Key: o.Key! }));
+      const g = await E.client.send(new GetObjectCommand({ Bucket: 'test', Key: o.Key! }));
       const body = Buffer.from(await g.Body!.transformToByteArray());
       out.set(o.Key!.slice(prefix.length), createHash('md5').update(body).digest('hex'));
     }
@@ -132,9 +112,9 @@ describe('kill -9 during a cache-mode workload', () => {
     `loses nothing acknowledged and resurrects nothing deleted over ${CYCLES} cycles`,
     { timeout: 400_000 },
     async () => {
-      const mnt = join(work, 'mnt');
-      const cacheDir = join(work, 'cache');
-      const logFile = join(work, 'ops.log');
+      const mnt = join(E.work, 'mnt');
+      const cacheDir = join(E.work, 'cache');
+      const logFile = join(E.work, 'ops.log');
       await mkdir(mnt, { recursive: true });
       await writeFile(logFile, '');
       const args = [
@@ -142,12 +122,12 @@ describe('kill -9 during a cache-mode workload', () => {
         's3://test/crash',
         mnt,
         '--endpoint',
-        s3.endpoint,
+        E.s3.endpoint,
         '--path-style',
         '--cache-dir',
         cacheDir,
         '--admin-dir',
-        join(work, 'run'),
+        join(E.work, 'run'),
         '--mode',
         'cache',
         '--upload-delay',
@@ -161,8 +141,8 @@ describe('kill -9 during a cache-mode workload', () => {
       const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       for (let c = 1; c <= CYCLES; c++) {
         const t0 = Date.now();
-        const d = await startDaemon(args, env, mnt);
-        daemons.push(d);
+        const d = await startDaemon(args, E.env, mnt);
+        E.daemons.push(d);
         if (process.env.BG_CRASH_DEBUG) console.log(`cycle ${c}: mounted after ${Date.now() - t0} ms`);
         const wl = sh(WORKLOAD, { env: { MNT: mnt, LOG: logFile, C: String(c) }, timeoutMs: 120_000 }).catch(
           () => '',
@@ -170,13 +150,13 @@ describe('kill -9 during a cache-mode workload', () => {
         await new Promise((r) => setTimeout(r, 300 + Math.floor(rnd() * 1500)));
         d.proc.kill('SIGKILL');
         await d.exited;
-        if (process.env.BG_CRASH_KEEP) await writeFile(join(work, `daemon-${c}.log`), d.output());
+        if (process.env.BG_CRASH_KEEP) await writeFile(join(E.work, `daemon-${c}.log`), d.output());
         await wl;
       }
       // Restart: the journal resumes; flush waits for every upload.
-      const d = await startDaemon(args, env, mnt);
-      daemons.push(d);
-      const f = await cli(['flush', mnt, '--admin-dir', join(work, 'run'), '--timeout', '120s']);
+      const d = await startDaemon(args, E.env, mnt);
+      E.daemons.push(d);
+      const f = await cli(['flush', mnt, '--admin-dir', join(E.work, 'run'), '--timeout', '120s']);
       expect(f.code, `${f.stderr}\n${d.output()}`).toBe(0);
 
       const exp = replay(await readFile(logFile, 'utf8'));

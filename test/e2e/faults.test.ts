@@ -5,47 +5,28 @@
  * writing three times the cache size stays within the limit, with back-pressure and ENOSPC when
  * the backend is dead.
  */
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { adminCall, resolveAdminSocket } from '../../src/daemon/admin.js';
 import type { ShareStatus } from '../../src/daemon/share.js';
-import { cli, sh, startDaemon, type Daemon, type DaemonEnv } from '../helpers/daemon.js';
+import { cli, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { e2eEnv } from '../helpers/e2e-env.js';
 
-let s3: S3rverHandle;
-let client: S3Client;
-let work: string;
-let env: DaemonEnv;
-const daemons: Daemon[] = [];
+const E = e2eEnv('bg-faults-');
 const proxies: FaultProxy[] = [];
-
-beforeAll(async () => {
-  s3 = await startS3rver({ buckets: ['test'] });
-  client = s3.client();
-  env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-  work = await mkdtemp(join(tmpdir(), 'bg-faults-'));
-});
-
 afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
   for (const p of proxies) await p.stop().catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
-    () => undefined,
-  );
-  await s3?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
 });
 
 const md5 = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 
 async function bucketMd5(key: string): Promise<string | undefined> {
   try {
-    const g = await client.send(new GetObjectCommand({ Bucket: 'test', Key: key }));
+    const g = await E.client.send(new GetObjectCommand({ Bucket: 'test', Key: key }));
     return md5(Buffer.from(await g.Body!.transformToByteArray()));
   } catch {
     return undefined;
@@ -57,8 +38,8 @@ async function mountVia(
   name: string,
   extra: string[],
 ): Promise<{ d: Daemon; mnt: string; admin: string }> {
-  const mnt = join(work, `mnt-${name}`);
-  const admin = join(work, 'run');
+  const mnt = join(E.work, `mnt-${name}`);
+  const admin = join(E.work, 'run');
   await mkdir(mnt, { recursive: true });
   const d = await startDaemon(
     [
@@ -69,7 +50,7 @@ async function mountVia(
       proxy.endpoint,
       '--path-style',
       '--cache-dir',
-      join(work, `cache-${name}`),
+      join(E.work, `cache-${name}`),
       '--admin-dir',
       admin,
       '--mode',
@@ -84,10 +65,10 @@ async function mountVia(
       '2s',
       ...extra,
     ],
-    env,
+    E.env,
     mnt,
   );
-  daemons.push(d);
+  E.daemons.push(d);
   return { d, mnt, admin };
 }
 
@@ -105,11 +86,11 @@ describe('cache mode with a faulty backend', () => {
       for (let i = 0; i < 10; i++) {
         const body = randomBytes(50_000 + i * 40_000);
         remote.set(`r${i}.bin`, body);
-        await client.send(
+        await E.client.send(
           new PutObjectCommand({ Bucket: 'test', Key: `flaky/remote/r${i}.bin`, Body: body }),
         );
       }
-      const proxy = await startFaultProxy({ host: '127.0.0.1', port: s3.port }, 7);
+      const proxy = await startFaultProxy({ host: '127.0.0.1', port: E.s3.port }, 7);
       proxies.push(proxy);
       const { d, mnt, admin } = await mountVia(proxy, 'flaky', []);
       proxy.set({ error503: 0.1, cutBody: 0.05, slow: 0.05, slowMs: 1000, hang: 0.02, hangMs: 15_000 });
@@ -136,10 +117,10 @@ describe('cache mode with a faulty backend', () => {
     'a full outage of a minute: writes and cached reads continue, uncached reads fail with EIO, all uploads land after',
     { timeout: 240_000 },
     async () => {
-      await client.send(
+      await E.client.send(
         new PutObjectCommand({ Bucket: 'test', Key: 'outage/cold.bin', Body: randomBytes(100_000) }),
       );
-      const proxy = await startFaultProxy({ host: '127.0.0.1', port: s3.port }, 3);
+      const proxy = await startFaultProxy({ host: '127.0.0.1', port: E.s3.port }, 3);
       proxies.push(proxy);
       const { d, mnt, admin } = await mountVia(proxy, 'outage', []);
       const before = (await sh(`head -c 300000 /dev/urandom | tee '${mnt}/before.bin' | md5sum`)).split(
@@ -181,7 +162,7 @@ describe('cache mode with a faulty backend', () => {
     'three times the cache size through a small cache: within the limit, all reads correct; dead backend → ENOSPC',
     { timeout: 240_000 },
     async () => {
-      const proxy = await startFaultProxy({ host: '127.0.0.1', port: s3.port }, 5);
+      const proxy = await startFaultProxy({ host: '127.0.0.1', port: E.s3.port }, 5);
       proxies.push(proxy);
       const LIMIT = 16 * 1024 * 1024;
       const { d, mnt, admin } = await mountVia(proxy, 'small', [

@@ -4,35 +4,14 @@
  * directory: the tree must come back identical (names, sizes, contents, modes, owners, mtimes,
  * symlinks, empty directories). Both modes.
  */
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, isMounted, sh, startDaemon, type Daemon, type DaemonEnv } from '../helpers/daemon.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { describe, expect, it } from 'vitest';
+import { cli, isMounted, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
+import { e2eEnv } from '../helpers/e2e-env.js';
 
-let s3: S3rverHandle;
-let client: S3Client;
-let work: string;
-let env: DaemonEnv;
-const daemons: Daemon[] = [];
-
-beforeAll(async () => {
-  s3 = await startS3rver({ buckets: ['test'] });
-  client = s3.client();
-  env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-  work = await mkdtemp(join(tmpdir(), 'bg-e2e-'));
-});
-
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
-    () => undefined,
-  );
-  await s3?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
-});
+const E = e2eEnv('bg-e2e-');
 
 async function mount(url: string, mnt: string, cacheDir: string, extra: string[]): Promise<Daemon> {
   await mkdir(mnt, { recursive: true });
@@ -42,22 +21,22 @@ async function mount(url: string, mnt: string, cacheDir: string, extra: string[]
       url,
       mnt,
       '--endpoint',
-      s3.endpoint,
+      E.s3.endpoint,
       '--path-style',
       '--cache-dir',
       cacheDir,
       '--admin-dir',
-      join(work, 'run'),
+      join(E.work, 'run'),
       '--refresh-interval',
       '0',
       '--log-level',
       'warn',
       ...extra,
     ],
-    env,
+    E.env,
     mnt,
   );
-  daemons.push(d);
+  E.daemons.push(d);
   return d;
 }
 
@@ -65,7 +44,7 @@ async function listKeys(prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const r = await client.send(
+    const r = await E.client.send(
       new ListObjectsV2Command({ Bucket: 'test', Prefix: prefix, ContinuationToken: token }),
     );
     for (const o of r.Contents ?? []) keys.push(o.Key!);
@@ -121,8 +100,8 @@ cmp <(head -c 1000 big.bin) <(dd if=big.bin bs=1000 count=1 status=none)
 describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mode)', (mode) => {
   it('works the mount with ordinary tools, and a remount on an empty cache shows the same tree', async () => {
     const prefix = `${mode}/`;
-    const mnt = join(work, `mnt-${mode}`);
-    const d = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-1`), [
+    const mnt = join(E.work, `mnt-${mode}`);
+    const d = await mount(`s3://test/${mode}`, mnt, join(E.work, `cache-${mode}-1`), [
       '--mode',
       mode,
       '--upload-delay',
@@ -155,10 +134,10 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
     expect(before).toContain('./empty|d|');
 
     if (mode === 'cache') {
-      const f = await cli(['flush', mnt, '--admin-dir', join(work, 'run'), '--timeout', '60s']);
+      const f = await cli(['flush', mnt, '--admin-dir', join(E.work, 'run'), '--timeout', '60s']);
       expect(f.stderr + f.stdout).toContain('all data is in the bucket');
       expect(f.code).toBe(0);
-      const st = await cli(['status', mnt, '--json', '--admin-dir', join(work, 'run')]);
+      const st = await cli(['status', mnt, '--json', '--admin-dir', join(E.work, 'run')]);
       expect(st.code).toBe(0);
       const status = JSON.parse(st.stdout) as { uploads: { queued: number }; cache: { dirtyFiles: number } };
       expect(status.uploads.queued).toBe(0);
@@ -175,7 +154,7 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
         (k) => k.startsWith(`${prefix}a/b/`) || k.startsWith(`${prefix}tmp`) || k.endsWith('hello.txt'),
       ),
     ).toBe(false);
-    const hello = await client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}hello2.txt` }));
+    const hello = await E.client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}hello2.txt` }));
     expect(await hello.Body!.transformToString()).toBe('hello\nmore\n');
     expect(hello.Metadata).toMatchObject({
       'file-permissions': '0100600',
@@ -185,7 +164,7 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
       uid: '0',
       gid: '0',
     });
-    const osr = await client.send(
+    const osr = await E.client.send(
       new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}a/moved/c/os-release` }),
     );
     expect(osr.Metadata).toMatchObject({
@@ -194,13 +173,13 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
       uid: '1234',
       gid: '5678',
     });
-    const big = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}big.bin` }));
+    const big = await E.client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}big.bin` }));
     expect(big.Metadata?.['file-mtime']).toBe('981173106123456789ns');
     expect(big.Metadata?.['mtime']).toBe('981173106.123456789');
-    const marker = await client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}empty/` }));
+    const marker = await E.client.send(new HeadObjectCommand({ Bucket: 'test', Key: `${prefix}empty/` }));
     expect(marker.ContentType).toBe('application/x-directory');
     expect(marker.ContentLength).toBe(0);
-    const link = await client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}link` }));
+    const link = await E.client.send(new GetObjectCommand({ Bucket: 'test', Key: `${prefix}link` }));
     expect(await link.Body!.transformToString()).toBe('a/b/c/os-release');
     expect(link.Metadata?.['file-permissions']).toBe('0120777');
 
@@ -208,7 +187,7 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
     expect(await isMounted(mnt)).toBe(false);
 
     // A new gateway on an empty cache directory sees the same tree.
-    const d2 = await mount(`s3://test/${mode}`, mnt, join(work, `cache-${mode}-2`), ['--mode', mode]);
+    const d2 = await mount(`s3://test/${mode}`, mnt, join(E.work, `cache-${mode}-2`), ['--mode', mode]);
     const after = await snapshot(mnt);
     expect(after).toBe(before);
     expect(await d2.stop('SIGTERM')).toBe(0);
@@ -217,18 +196,18 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
 
 describe('mount errors are clear', () => {
   it('a missing bucket, bad credentials and a mountpoint in use', async () => {
-    const mnt = join(work, 'mnt-err');
+    const mnt = join(E.work, 'mnt-err');
     await mkdir(mnt, { recursive: true });
     const base = [
       '--endpoint',
-      s3.endpoint,
+      E.s3.endpoint,
       '--path-style',
       '--cache-dir',
-      join(work, 'cache-err'),
+      join(E.work, 'cache-err'),
       '--admin-dir',
-      join(work, 'run'),
+      join(E.work, 'run'),
     ];
-    const nob = await cli(['mount', 's3://no-such-bucket', mnt, ...base], env);
+    const nob = await cli(['mount', 's3://no-such-bucket', mnt, ...base], E.env);
     expect(nob.code).toBe(1);
     expect(nob.stderr).toMatch(/bucket "no-such-bucket" does not exist/);
     const bad = await cli(['mount', 's3://test', mnt, ...base], {
@@ -237,10 +216,10 @@ describe('mount errors are clear', () => {
     });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/denied: check the credentials/);
-    const usage = await cli(['mount', 's3://test'], env);
+    const usage = await cli(['mount', 's3://test'], E.env);
     expect(usage.code).toBe(2);
-    const d = await mount('s3://test/inuse', mnt, join(work, 'cache-inuse'), []);
-    const twice = await cli(['mount', 's3://test/other', mnt, ...base], env);
+    const d = await mount('s3://test/inuse', mnt, join(E.work, 'cache-inuse'), []);
+    const twice = await cli(['mount', 's3://test/other', mnt, ...base], E.env);
     expect(twice.code).toBe(1);
     expect(twice.stderr).toMatch(/already in use/);
     expect(await d.stop()).toBe(0);

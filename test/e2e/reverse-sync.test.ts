@@ -4,41 +4,20 @@
  * refresh interval; conflicts keep both versions; a remote delete of an open file does not break
  * the reader.
  */
-import { DeleteObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, sh, startDaemon, type Daemon, type DaemonEnv } from '../helpers/daemon.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { describe, expect, it } from 'vitest';
+import { cli, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
+import { e2eEnv } from '../helpers/e2e-env.js';
 
-let s3: S3rverHandle;
-let client: S3Client;
-let work: string;
-let env: DaemonEnv;
-const daemons: Daemon[] = [];
+const E = e2eEnv('bg-rsync-');
 
-beforeAll(async () => {
-  s3 = await startS3rver({ buckets: ['test'] });
-  client = s3.client();
-  env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
-  work = await mkdtemp(join(tmpdir(), 'bg-rsync-'));
-});
-
-afterAll(async () => {
-  for (const d of daemons) await d.stop('SIGKILL').catch(() => undefined);
-  await sh(`for m in $(grep -o '${work}[^ ]*' /proc/mounts || true); do umount -l "$m" || true; done`).catch(
-    () => undefined,
-  );
-  await s3?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
-});
-
-const admin = (): string => join(work, 'run');
+const admin = (): string => join(E.work, 'run');
 
 async function mount(url: string, id: string, extra: string[]): Promise<{ d: Daemon; mnt: string }> {
-  const mnt = join(work, `mnt-${id}`);
+  const mnt = join(E.work, `mnt-${id}`);
   await mkdir(mnt, { recursive: true });
   const d = await startDaemon(
     [
@@ -48,10 +27,10 @@ async function mount(url: string, id: string, extra: string[]): Promise<{ d: Dae
       '--name',
       id,
       '--endpoint',
-      s3.endpoint,
+      E.s3.endpoint,
       '--path-style',
       '--cache-dir',
-      join(work, `cache-${id}`),
+      join(E.work, `cache-${id}`),
       '--admin-dir',
       admin(),
       '--upload-delay',
@@ -62,15 +41,15 @@ async function mount(url: string, id: string, extra: string[]): Promise<{ d: Dae
       '0s',
       ...extra,
     ],
-    env,
+    E.env,
     mnt,
   );
-  daemons.push(d);
+  E.daemons.push(d);
   return { d, mnt };
 }
 
 async function put(key: string, body: string, metadata?: Record<string, string>): Promise<void> {
-  await client.send(
+  await E.client.send(
     new PutObjectCommand({
       Bucket: 'test',
       Key: key,
@@ -108,7 +87,7 @@ describe('reverse sync', () => {
     expect(await sh(`ls '${mnt}'`)).toBe('a.txt\nb.txt\n');
     expect(await sh(`cat '${mnt}/a.txt'`)).toBe('first, rewritten');
     expect(await sh(`stat -c '%a %u %g %Y %s' '${mnt}/b.txt'`)).toBe('600 42 43 1500000000 10\n');
-    await client.send(new DeleteObjectCommand({ Bucket: 'test', Key: 'rs1/a.txt' }));
+    await E.client.send(new DeleteObjectCommand({ Bucket: 'test', Key: 'rs1/a.txt' }));
     const r2 = await cli(['refresh', 'rs1', '--admin-dir', admin()]);
     expect(r2.stdout).toMatch(/0 added, 0 changed, 1 removed/);
     expect(await sh(`ls '${mnt}'`)).toBe('b.txt\n');
@@ -201,7 +180,7 @@ describe('reverse sync', () => {
     let out = '';
     reader.stdout.on('data', (c: Buffer) => (out += c.toString()));
     expect(await until(async () => out.includes('ready'), 5000)).toBe(true);
-    await client.send(new DeleteObjectCommand({ Bucket: 'test', Key: 'od/open.txt' }));
+    await E.client.send(new DeleteObjectCommand({ Bucket: 'test', Key: 'od/open.txt' }));
     const r = await cli(['refresh', mnt, '--admin-dir', admin()]);
     expect(r.stdout).toMatch(/1 removed/);
     expect(await sh(`ls -A '${mnt}'`)).toBe('');
