@@ -360,6 +360,12 @@ export class CoreVfs implements Vfs {
   // ---------------------------------------------------------------- lookup / attributes
 
   async lookup(cred: Cred, parent: Ino, name: string): Promise<Attr> {
+    if (name === '.' || name === '..') {
+      // NFS clients look up ".." (e.g. after a server restart); the share root is its own parent.
+      await this.dir(cred, parent, 'lookup', X_OK);
+      const up = name === '..' ? (this.meta.parentOf(parent)?.parent ?? ROOT_INO) : parent;
+      return this.toAttr(await this.loaded(up, 'lookup'));
+    }
     this.checkName(name, 'lookup');
     const d = await this.dir(cred, parent, 'lookup', X_OK);
     await this.tree.ensureListed(d);

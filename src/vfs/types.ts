@@ -21,6 +21,7 @@ export type InvalidateEvent = { kind: 'inode'; ino: Ino } | { kind: 'entry'; par
  */
 export interface Vfs {
   readonly readOnly: boolean;
+  /** `.` is the directory itself and `..` its parent (the share root is its own parent). */
   lookup(cred: Cred, parent: Ino, name: string): Promise<Attr>;
   getattr(cred: Cred, ino: Ino): Promise<Attr>;
   setattr(cred: Cred, ino: Ino, changes: SetAttrChanges, fh?: Fh): Promise<Attr>;

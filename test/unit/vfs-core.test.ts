@@ -315,6 +315,15 @@ describe('CoreVfs over the in-memory object store', () => {
     expect((await t.vfs.readdir(R, a.ino, 0n, 100)).entries).toEqual([]);
   });
 
+  it('lookup of "." and ".." (NFS clients use them)', async () => {
+    const t = await mk();
+    const a = await t.vfs.mkdir(R, ROOT_INO, 'a', 0o755);
+    const b = await t.vfs.mkdir(R, a.ino, 'b', 0o755);
+    expect((await t.vfs.lookup(R, b.ino, '..')).ino).toBe(a.ino);
+    expect((await t.vfs.lookup(R, b.ino, '.')).ino).toBe(b.ino);
+    expect((await t.vfs.lookup(R, ROOT_INO, '..')).ino).toBe(ROOT_INO);
+  });
+
   it('readdir pages with stable cookies', async () => {
     const t = await mk();
     for (let i = 0; i < 25; i++) await writeFile(t.vfs, ROOT_INO, `f${i}`, String(i));
