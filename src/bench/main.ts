@@ -35,11 +35,29 @@ import {
   type FsSystem,
 } from './systems.js';
 import { evaluateTargets } from './targets.js';
-import { errText, now, onCleanup, runCleanups, umountAllUnder } from './util.js';
+import { errText, now, onCleanup, run, runCleanups, umountAllUnder } from './util.js';
 import { fsRep, sdkRep, seedSdkData, writePrefix, type BenchCtx } from './workloads.js';
 
 const MiB = 2 ** 20;
 const BUCKET = 'bench';
+
+/** ` (git abc1234)`, plus a warning when the measured sources differ from the commit. */
+async function gitDescription(): Promise<string> {
+  try {
+    const head = await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 10_000 });
+    const dirty = await run(
+      'git',
+      ['-C', ROOT, 'status', '--porcelain', '--', 'src', 'native', 'package.json'],
+      { timeoutMs: 10_000 },
+    );
+    const changed = dirty.stdout
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.includes('src/bench/')).length;
+    return ` (git ${head.stdout.trim()}${changed > 0 ? `, plus ${changed} uncommitted changed file(s) in src/native` : ''})`;
+  } catch {
+    return '';
+  }
+}
 
 /** Scripts of bucketgate itself (dist/), for inclusive times. */
 const ownCode = (url: string): boolean => url.includes('/dist/') && !url.includes('node_modules');
@@ -151,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const versions: Record<string, string> = {};
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version?: string };
-  versions.bucketgate = pkg.version ?? '?';
+  versions.bucketgate = `${pkg.version ?? '?'}${await gitDescription()}`;
   if (want('s3fs')) versions.s3fs = (await versionOf('s3fs', ['--version'], /V(\d+\.\d+(?:\.\d+)?)/)) ?? '?';
   if (want('rclone-writes') || want('rclone-full'))
     versions.rclone = (await versionOf('rclone', ['version'], /rclone v(\S+)/)) ?? '?';
@@ -282,11 +300,16 @@ export async function main(argv: string[]): Promise<number> {
   };
   const problems = validateResults(results);
   if (problems.length > 0) throw new Error(`results do not match the schema: ${problems.join('; ')}`);
-  const jsonPath = join(opts.out, opts.quick ? 'results-quick.json' : 'results.json');
+  // Only a full run of every system (no profiler) owns results.json.
+  const partial = opts.onlyGiven || opts.profile || opts.reps < 3;
+  const jsonPath = join(
+    opts.out,
+    opts.quick ? 'results-quick.json' : partial ? 'results-partial.json' : 'results.json',
+  );
   await writeFile(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\n${renderText(results)}\n\nresults: ${jsonPath}\n`);
 
-  const writeDocs = opts.docs ?? (!opts.quick && !opts.onlyGiven && !opts.profile);
+  const writeDocs = opts.docs ?? (!opts.quick && !partial);
   const md = renderMarkdown(results);
   if (writeDocs) {
     const docPath = join(ROOT, 'docs', 'benchmarks.md');

@@ -38,6 +38,7 @@ const FS_WORKLOADS: WorkloadId[] = [
   'write-in-bucket',
   'cold-read',
   'warm-read',
+  'reread',
   'random-read',
   'create-small',
   'create-small-in-bucket',

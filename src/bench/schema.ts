@@ -39,6 +39,7 @@ export const WORKLOADS = [
   { id: 'write-in-bucket', label: '  ... until in the bucket' },
   { id: 'cold-read', label: 'cold read big' },
   { id: 'warm-read', label: 'warm read big' },
+  { id: 'reread', label: '  ... and a third read' },
   { id: 'random-read', label: 'random 4 KiB reads (cold)' },
   { id: 'create-small', label: 'create N x 4 KiB files' },
   { id: 'create-small-in-bucket', label: '  ... until in the bucket' },

@@ -339,7 +339,10 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
         await dropCaches();
         await read('cold-read');
       });
-      if (cold) await step(ctx, sys, ['warm-read'], () => read('warm-read'));
+      if (cold) {
+        const warm = await step(ctx, sys, ['warm-read'], () => read('warm-read'));
+        if (warm) await step(ctx, sys, ['reread'], () => read('reread'));
+      }
       if (verify) {
         await step(ctx, sys, ['warm-read'], async () => {
           const r = await run('md5sum', [bigPath], { timeoutMs: OP_TIMEOUT_MS });
