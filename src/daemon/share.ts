@@ -94,6 +94,9 @@ export class Share {
         ...(config.credentials ? { credentials: config.credentials } : {}),
         checksum: config.checksum,
         requestTimeoutMs: config.s3TimeoutMs,
+        // Parts in flight per upload (16 MiB buffers each): 4 keep the pipe full without
+        // pushing the daemon's memory past ~300 MiB with several uploads running.
+        concurrency: 4,
       });
     const store = hooks.store ? hooks.store(baseStore) : baseStore;
     await checkBucket(store, config.bucket, config.prefix, config.endpoint);

@@ -660,10 +660,19 @@ export class DiskDataCache implements DataCache {
   }
 
   /** datasync the cache file, then save the entry's full state to the index. No-op if untracked. */
-  async persist(ino: Ino): Promise<void> {
+  async persist(ino: Ino, opts: { sync?: boolean } = {}): Promise<void> {
     this.assertOpen('persist');
     const e = this.entries.get(ino);
     if (!e) return;
+    if (opts.sync === false) {
+      // Close in cache mode: the range state is saved (it survives a crash of the daemon, whose
+      // written pages stay in the kernel's page cache) without waiting for the disk.
+      await this.mutate(e, 'persist', 'ignore', () => {
+        this.saveRow(e, this.stateOf(e));
+        return Promise.resolve();
+      });
+      return;
+    }
     await this.mutate(e, 'persist', 'ignore', () => this.persistLocked(e));
   }
 

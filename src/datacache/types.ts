@@ -68,8 +68,11 @@ export interface DataCache {
   version(ino: Ino): number;
   /** After an upload of `version`: clear dirty state if nothing changed since. Returns whether it did. */
   markClean(ino: Ino, version: number): boolean;
-  /** Make content and range state durable (fdatasync + index save). */
-  persist(ino: Ino): Promise<void>;
+  /**
+   * Make content and range state durable (fdatasync + index save). With `sync: false` only the
+   * range state is saved (survives a crash of the daemon, not of the machine).
+   */
+  persist(ino: Ino, opts?: { sync?: boolean }): Promise<void>;
   /** Path of the cache file (uploads read it). The file is sparse; only present ranges are meaningful. */
   filePath(ino: Ino): string;
   /** Forget an entry and delete its file (even if dirty: the caller decides). */
