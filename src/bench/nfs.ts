@@ -6,7 +6,7 @@
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { UsageWindow } from './proc.js';
+import { UsageWindow, waitIdle } from './proc.js';
 import { S3_KEY, S3_SECRET } from './s3rver.js';
 import type { SystemId, WorkloadId } from './schema.js';
 import { MiB, waitObject } from './sdk.js';
@@ -291,6 +291,7 @@ async function nfsRep(ctx: BenchCtx, srv: NfsServer, rep: number): Promise<void>
         ctx.log(`  ${sys.padEnd(13)} ${'nfs-write-in-bucket'.padEnd(22)} ${(at - t0).toFixed(3)} s`);
       }
       u.close();
+      await waitIdle(srv.pid());
       await srv.remove(name);
     } catch (e) {
       fail(['nfs-write', 'nfs-write-in-bucket'], e);

@@ -115,3 +115,25 @@ export class UsageWindow {
     if (this.timer) clearInterval(this.timer);
   }
 }
+
+/**
+ * Wait until a process is idle: at most `maxTicks` of CPU in each `windowMs` (default: 2 ticks
+ * in 500 ms), giving up after `timeoutMs`. Used after a write has landed so that work the daemon
+ * still does (verification, journal cleanup) is not charged to the next workload.
+ */
+export async function waitIdle(
+  pid: number | undefined,
+  timeoutMs = 15_000,
+  windowMs = 500,
+  maxTicks = 2,
+): Promise<void> {
+  if (pid === undefined) return;
+  const deadline = Date.now() + timeoutMs;
+  let prev = await snapshot(pid);
+  while (prev && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, windowMs));
+    const cur = await snapshot(pid);
+    if (!cur || cur.cpuTicks - prev.cpuTicks <= maxTicks) return;
+    prev = cur;
+  }
+}

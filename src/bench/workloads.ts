@@ -8,7 +8,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { UsageWindow, type Usage } from './proc.js';
+import { UsageWindow, waitIdle, type Usage } from './proc.js';
 import type { Recorder, Sample } from './recorder.js';
 import type { Params, SystemId, WorkloadId } from './schema.js';
 import type { BenchS3 } from './s3rver.js';
@@ -256,6 +256,7 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
           }
         }
         u.close();
+        await waitIdle(fs.pid());
         await rm(join(wdir, name), { force: true });
       });
 
@@ -280,6 +281,7 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
           log2(ctx, sys, 'create-small-in-bucket', at - t0);
         }
         u.close();
+        await waitIdle(fs.pid());
       });
       if (created) {
         await step(ctx, sys, ['rename-dir'], async () => {
@@ -314,6 +316,7 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
           log2(ctx, sys, 'untar-in-bucket', at - t0);
         }
         u.close();
+        await waitIdle(fs.pid());
       });
     } finally {
       await stopMount(ctx, fs, 'untar');
