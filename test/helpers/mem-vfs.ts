@@ -105,6 +105,8 @@ export class MemVfs implements Vfs {
   reads = 0;
   /** name -> milliseconds: lookups of that name wait this long. */
   readonly slowLookups = new Map<string, number>();
+  /** Slow lookups (see `slowLookups`) currently waiting. */
+  slowLookupsInFlight = 0;
   readonly statfsResult: StatFs = { ...STATFS };
   private readonly nodes = new Map<Ino, Node>();
   private readonly handles = new Map<Fh, Handle>();
@@ -282,7 +284,14 @@ export class MemVfs implements Vfs {
     const dir = this.dir(parent, 'lookup');
     this.check(cred, dir, X_OK, 'lookup', name);
     const delay = this.slowLookups.get(name);
-    if (delay !== undefined) await new Promise((r) => setTimeout(r, delay));
+    if (delay !== undefined) {
+      this.slowLookupsInFlight++;
+      try {
+        await new Promise((r) => setTimeout(r, delay));
+      } finally {
+        this.slowLookupsInFlight--;
+      }
+    }
     const n = this.child(dir, name);
     if (!n) throw err('ENOENT', 'lookup', name);
     return this.attr(n);
