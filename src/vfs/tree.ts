@@ -226,6 +226,18 @@ export class RemoteTree {
     return sum;
   }
 
+  /**
+   * A name the listing added may have a negative dentry in the kernel (an earlier ENOENT), which
+   * must go. The first listing of a directory cannot have answered ENOENT for any name in it, and
+   * its added names may already have positive dentries from the lookup that triggered this
+   * listing: invalidating those would evict their inodes, and the page cache with them, at the
+   * next close (a file read once right after its directory was first listed was then read from
+   * the daemon again instead of from the page cache).
+   */
+  private invalAdded(ctx: MergeCtx, name: string): void {
+    if (!ctx.firstListing) ctx.inval.push({ kind: 'entry', parent: ctx.ino, name });
+  }
+
   private applyPage(ctx: MergeCtx, files: Listed[], dirs: string[]): void {
     const { ino, sum } = ctx;
     const now = nowNs();
@@ -255,7 +267,7 @@ export class RemoteTree {
       }
       this.meta.createChild(ino, name, this.remoteNode('dir', 0, null, null, now));
       sum.added++;
-      ctx.inval.push({ kind: 'entry', parent: ino, name });
+      this.invalAdded(ctx, name);
     }
     for (const o of files) {
       const name = o.name;
@@ -271,7 +283,7 @@ export class RemoteTree {
       if (!l) {
         this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
         sum.added++;
-        ctx.inval.push({ kind: 'entry', parent: ino, name });
+        this.invalAdded(ctx, name);
         continue;
       }
       if (l.type === 'dir') {

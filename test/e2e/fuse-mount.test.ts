@@ -4,7 +4,12 @@
  * directory: the tree must come back identical (names, sizes, contents, modes, owners, mtimes,
  * symlinks, empty directories). Both modes.
  */
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -222,6 +227,23 @@ describe('mount errors are clear', () => {
     const twice = await cli(['mount', 's3://test/other', mnt, ...base], E.env);
     expect(twice.code).toBe(1);
     expect(twice.stderr).toMatch(/already in use/);
+    expect(await d.stop()).toBe(0);
+  });
+});
+
+describe('page cache', () => {
+  it('a file read once right after its directory was first listed is reread from the page cache', async () => {
+    const mnt = join(E.work, 'mnt-pc');
+    await E.client.send(
+      new PutObjectCommand({ Bucket: 'test', Key: 'pc/data/f.bin', Body: Buffer.alloc(8 << 20, 9) }),
+    );
+    const d = await mount('s3://test/pc', mnt, join(E.work, 'cache-pc'), []);
+    // No ls or stat first: the open's path walk is what lists data/ for the first time.
+    await sh(`sync; echo 3 > /proc/sys/vm/drop_caches; cat '${mnt}/data/f.bin' > /dev/null`);
+    // fincore -nb: resident bytes, pages, size, file.
+    const [resident, , size] = (await sh(`fincore -nb '${mnt}/data/f.bin'`)).trim().split(/\s+/);
+    expect(size).toBe(String(8 << 20));
+    expect(resident).toBe(String(8 << 20));
     expect(await d.stop()).toBe(0);
   });
 });
