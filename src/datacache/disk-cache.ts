@@ -30,7 +30,7 @@
  * one hit when nothing is missing and one miss otherwise (callers pass { count: false } for
  * internal checks, so one client read is one sample).
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp, read as fsRead } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FsError, errMessage } from '../core/errors.js';
@@ -134,13 +134,23 @@ async function writeFully(fh: FileHandle, data: Buffer, position: number): Promi
   }
 }
 
-/** Fill `buf` from `position`; bytes past the end of the file stay zero. */
+/** pread through the callback API: FileHandle.read costs a promise and more per call. */
+function pread(fd: number, buf: Buffer, off: number, len: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsRead(fd, buf, off, len, position, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
+
+/** Fill `buf` from `position`; bytes past the end of the file read as zero. */
 async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
-    if (bytesRead === 0) return;
-    done += bytesRead;
+    const n = await pread(fh.fd, buf, done, buf.length - done, position + done);
+    if (n === 0) {
+      buf.fill(0, done);
+      return;
+    }
+    done += n;
   }
 }
 
@@ -538,7 +548,7 @@ export class DiskDataCache implements DataCache {
     this.touch(e);
     this.begin(e);
     try {
-      const buf = Buffer.alloc(want.end - want.start);
+      const buf = Buffer.allocUnsafe(want.end - want.start);
       await this.withFile(e, 'read', (fh) => readFully(fh, buf, want.start));
       return buf;
     } finally {

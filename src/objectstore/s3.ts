@@ -654,7 +654,9 @@ export class S3ObjectStore implements ObjectStore {
     }
     let bytes: Uint8Array;
     try {
-      bytes = await this.call('getRange', key, signal, () => body.transformToByteArray());
+      bytes = await this.call('getRange', key, signal, () =>
+        body instanceof Readable ? readBody(body, res.ContentLength) : body.transformToByteArray(),
+      );
     } catch (e) {
       return this.recoverEmptyRange(e, key, start, opts);
     }
@@ -1314,6 +1316,32 @@ function urlDecode(s: string): string {
   } catch {
     return s;
   }
+}
+
+/**
+ * Read a response body. With a known length the chunks are copied once into one buffer of that
+ * size (the SDK's `transformToByteArray` collects them and concatenates: two copies and twice
+ * the memory, a large part of a cold read's CPU). A body longer than announced is an error; a
+ * shorter one is returned as is (the caller checks the length against the range).
+ */
+async function readBody(body: Readable, length: number | undefined): Promise<Uint8Array> {
+  if (length === undefined || !Number.isSafeInteger(length) || length < 0) {
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+  const out = Buffer.allocUnsafe(length);
+  let n = 0;
+  for await (const c of body) {
+    const chunk = c as Buffer;
+    if (n + chunk.length > length) {
+      body.destroy();
+      throw new Error(`response body longer than its Content-Length ${length}`);
+    }
+    chunk.copy(out, n);
+    n += chunk.length;
+  }
+  return n === length ? out : out.subarray(0, n);
 }
 
 function destroyBody(body: unknown): void {
