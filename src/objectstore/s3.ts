@@ -46,6 +46,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { getLogger } from '../log/index.js';
+import { LeanHead } from './lean-head.js';
 import {
   ObjectStoreError,
   type ListOptions,
@@ -69,6 +70,8 @@ export interface S3ObjectStoreOptions {
   region?: string;
   /** Path-style addressing; defaults to true when an endpoint is given. */
   forcePathStyle?: boolean;
+  /** HEAD requests without the SDK middleware when path-style with an endpoint (default true). */
+  leanHead?: boolean;
   /** Defaults to the SDK default credential chain. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   checksum: ChecksumMode;
@@ -509,6 +512,8 @@ export class S3ObjectStore implements ObjectStore {
   private readonly multipartCopyThreshold: number;
   private readonly copyPartSize: number;
   private deleteObjectsUnsupported = false;
+  /** HEAD without the SDK's middleware (path-style endpoints only), see lean-head.ts. */
+  private readonly lean: LeanHead | undefined;
 
   constructor(opts: S3ObjectStoreOptions) {
     this.bucket = opts.bucket;
@@ -521,10 +526,12 @@ export class S3ObjectStore implements ObjectStore {
     const maxSockets = Math.max(1, opts.maxSockets ?? 64);
     const timeout = opts.requestTimeoutMs;
     const agentOpts = { keepAlive: true, maxSockets };
+    const httpAgent = new http.Agent(agentOpts);
+    const httpsAgent = new https.Agent(agentOpts);
     const config: S3ClientConfig = {
       requestHandler: new NodeHttpHandler({
-        httpAgent: new http.Agent(agentOpts),
-        httpsAgent: new https.Agent(agentOpts),
+        httpAgent,
+        httpsAgent,
         ...(timeout !== undefined ? { connectionTimeout: timeout, socketTimeout: timeout } : {}),
       }),
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -545,6 +552,17 @@ export class S3ObjectStore implements ObjectStore {
       };
     }
     this.client = new S3Client(config);
+    if (opts.endpoint !== undefined && config.forcePathStyle && opts.leanHead !== false) {
+      this.lean = new LeanHead({
+        endpoint: opts.endpoint,
+        bucket: this.bucket,
+        region: region ?? 'us-east-1',
+        credentials: this.client.config.credentials,
+        httpAgent,
+        httpsAgent,
+        ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
+      });
+    }
   }
 
   /** Close the client's sockets. */
@@ -573,6 +591,15 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null> {
+    if (this.lean !== undefined) {
+      let r: ObjectHead | null | undefined;
+      try {
+        r = await this.lean.head(key, signal);
+      } catch (e) {
+        throw toObjectStoreError(e, 'head', key, signal);
+      }
+      if (r !== undefined) return r;
+    }
     try {
       const res = await this.call('head', key, signal, () =>
         this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), this.opts(signal)),

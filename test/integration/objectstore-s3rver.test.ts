@@ -3,7 +3,7 @@
  * aws-chunked corruption regression, and integrity / retry / error paths through a tiny HTTP proxy
  * that can corrupt request bodies, fail requests or inject response headers.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -556,6 +556,125 @@ describe('S3ObjectStore on s3rver: retries, errors, abort', () => {
     } finally {
       store.destroy();
       await proxy.close();
+    }
+  });
+});
+
+describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)', () => {
+  let s3: S3rverHandle;
+
+  beforeAll(async () => {
+    s3 = await server();
+  });
+
+  /** Independent SigV4 (AWS docs: "Create a signed AWS API request") of a bodiless request. */
+  function expectedAuthorization(r: ProxyRequest, secret: string, region: string): string {
+    const hmac = (k: Buffer | string, d: string): Buffer =>
+      createHmac('sha256', k).update(d, 'utf8').digest();
+    const auth = String(r.headers.authorization);
+    const signedHeaders = /SignedHeaders=([^,]+)/.exec(auth)?.[1] ?? '';
+    const credential = /Credential=([^,]+)/.exec(auth)?.[1] ?? '';
+    const amzDate = String(r.headers['x-amz-date']);
+    const day = amzDate.slice(0, 8);
+    const [path, query = ''] = r.url.split('?');
+    const canonical = [
+      r.method,
+      path,
+      query,
+      ...signedHeaders.split(';').map((h) => `${h}:${String(r.headers[h]).trim()}`),
+      '',
+      signedHeaders,
+      String(r.headers['x-amz-content-sha256']),
+    ].join('\n');
+    const scope = `${day}/${region}/s3/aws4_request`;
+    const toSign = [
+      'AWS4-HMAC-SHA256',
+      amzDate,
+      scope,
+      createHash('sha256').update(canonical).digest('hex'),
+    ].join('\n');
+    const key = hmac(hmac(hmac(hmac(`AWS4${secret}`, day), region), 's3'), 'aws4_request');
+    const sig = createHmac('sha256', key).update(toSign).digest('hex');
+    return `AWS4-HMAC-SHA256 Credential=${credential}, SignedHeaders=${signedHeaders}, Signature=${sig}`;
+  }
+
+  it('sends the same path as the SDK, correctly signed, and answers like the SDK path', async () => {
+    const keys = ['plain', 'dir/sub/file.txt', 'sp ace+plus%pct', "q?h#a&b=c!'()*~", 'ünï/cödé 日本'];
+    const proxy = await startProxy(s3.endpoint, () => undefined);
+    const lean = storeFor(s3, 'md5', { endpoint: proxy.endpoint });
+    const sdk = storeFor(s3, 'md5', { endpoint: proxy.endpoint, leanHead: false });
+    try {
+      for (const key of keys) {
+        await sdk.put(key, Buffer.from(`body of ${key}`), {
+          metadata: { 'bg-mode': '100644', 'bg-uid': '1234' },
+          contentType: 'text/plain',
+        });
+        proxy.seen.length = 0;
+        const a = await lean.head(key);
+        const b = await sdk.head(key);
+        expect(a).toEqual(b);
+        expect(a).toMatchObject({
+          key,
+          size: Buffer.byteLength(`body of ${key}`),
+          contentType: 'text/plain',
+        });
+        expect(a?.metadata).toMatchObject({ 'bg-mode': '100644', 'bg-uid': '1234' });
+        const [leanReq, sdkReq] = proxy.seen;
+        expect(proxy.seen.map((r) => r.method)).toEqual(['HEAD', 'HEAD']);
+        expect(leanReq!.url).toBe(sdkReq!.url);
+        expect(leanReq!.headers['user-agent']).toMatch(/^bucketgate/);
+        expect(leanReq!.headers.authorization).toBe(
+          expectedAuthorization(leanReq!, s3.secretAccessKey, 'us-east-1'),
+        );
+        expect(sdkReq!.headers.authorization).toBe(
+          expectedAuthorization(sdkReq!, s3.secretAccessKey, 'us-east-1'),
+        );
+      }
+      proxy.seen.length = 0;
+      expect(await lean.head('no/such key')).toBeNull();
+      expect(proxy.seen.length).toBe(1); // a 404 needs no second opinion
+    } finally {
+      lean.destroy();
+      sdk.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('leaves every other answer to the SDK: errors are mapped and retried as before', async () => {
+    let fail503 = 0;
+    const proxy = await startProxy(s3.endpoint, (r) => {
+      if (r.url.includes('err403')) return { respond: { status: 403, code: 'AccessDenied' } };
+      if (r.method === 'HEAD' && r.url.includes('err503') && fail503++ < 1)
+        return { respond: { status: 503, code: 'SlowDown' } };
+      return undefined;
+    });
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint, maxAttempts: 2 });
+    try {
+      await expect(store.head('err403')).rejects.toMatchObject({ kind: 'denied', status: 403 });
+      expect(proxy.seen.filter((r) => r.url.includes('err403')).length).toBe(2); // lean, then SDK
+      await store.put('err503', Buffer.from('x'), { metadata: {} });
+      proxy.seen.length = 0;
+      expect(await store.head('err503')).toMatchObject({ size: 1 }); // lean 503, SDK succeeds
+      expect(proxy.seen.length).toBe(2);
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('a server that does not answer fails at the timeout as a transient error', async () => {
+    const silent = http.createServer(() => undefined); // accepts, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    const store = storeFor(s3, 'md5', { endpoint: `http://127.0.0.1:${port}`, requestTimeoutMs: 300 });
+    try {
+      const t0 = Date.now();
+      await expect(store.head('x')).rejects.toMatchObject({ kind: 'transient' });
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      store.destroy();
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
 });

@@ -1,0 +1,167 @@
+/**
+ * HEAD requests without the SDK's per-command middleware stack.
+ *
+ * A cold `ls -l` of a directory of foreign objects sends one HeadObject per file (their POSIX
+ * metadata lives only in the object metadata). Through the SDK each costs ~1.5 ms of CPU on the
+ * daemon's one JavaScript thread (middleware resolution, endpoint rules, schema serde, retry
+ * bookkeeping, signing), which made listings CPU-bound. This path signs the request with the
+ * SDK's own SigV4 signer (@smithy/signature-v4, with the client's credential provider, so the
+ * default chain and its refresh still apply) and sends it on the store's keep-alive agent.
+ *
+ * It is used only for path-style addressing against an explicit endpoint (every S3-compatible
+ * service; AWS itself stays on the SDK, whose endpoint rules handle its many address forms), and
+ * it answers only the two plain outcomes: 200 (the head) and 404 (no such object). Anything else
+ * (a redirect, 400, 403, 5xx, a network error) returns `undefined`, and the caller repeats the
+ * request through the SDK, which maps, retries and reports it exactly as before. A request that
+ * times out fails at once with a TimeoutError (transient), so that a hung server does not cost
+ * the SDK's timeouts on top.
+ */
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { ObjectHead } from './types.js';
+
+type SignInput = Parameters<SignatureV4['sign']>[0];
+type Credentials = ConstructorParameters<typeof SignatureV4>[0]['credentials'];
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+
+const USER_AGENT = 'bucketgate (lean HEAD)';
+
+/** SHA-256 of the empty payload, sent as x-amz-content-sha256 (and signed). */
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+function bytes(d: SourceData): Buffer {
+  if (typeof d === 'string') return Buffer.from(d, 'utf8');
+  if (ArrayBuffer.isView(d)) return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+  return Buffer.from(d);
+}
+
+/** The signer's hash: SHA-256, or HMAC-SHA-256 when given a key (node:crypto). */
+class NodeSha256 {
+  private h: Hash | Hmac;
+  constructor(private readonly secret?: SourceData) {
+    this.h = this.make();
+  }
+  private make(): Hash | Hmac {
+    return this.secret !== undefined ? createHmac('sha256', bytes(this.secret)) : createHash('sha256');
+  }
+  update(data: SourceData): void {
+    this.h.update(bytes(data));
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(this.h.digest()));
+  }
+  reset(): void {
+    this.h = this.make();
+  }
+}
+
+/** RFC 3986 percent-encoding of one path segment, as S3 expects it (unreserved characters stay). */
+function encodeSegment(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+export interface LeanHeadOptions {
+  endpoint: string;
+  bucket: string;
+  region: string;
+  credentials: Credentials;
+  httpAgent: http.Agent;
+  httpsAgent: https.Agent;
+  timeoutMs?: number;
+}
+
+export class LeanHead {
+  private readonly signer: SignatureV4;
+  private readonly url: URL;
+  private readonly basePath: string;
+
+  constructor(private readonly o: LeanHeadOptions) {
+    this.url = new URL(o.endpoint);
+    const base = this.url.pathname.replace(/\/+$/, '');
+    this.basePath = `${base}/${encodeSegment(o.bucket)}/`;
+    this.signer = new SignatureV4({
+      credentials: o.credentials,
+      region: o.region,
+      service: 's3',
+      sha256: NodeSha256,
+      uriEscapePath: false,
+      applyChecksum: false,
+    });
+  }
+
+  /** The head, null for 404, undefined when the SDK should answer instead. */
+  async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null | undefined> {
+    const u = this.url;
+    const req: SignInput = {
+      method: 'HEAD',
+      protocol: u.protocol,
+      hostname: u.hostname,
+      ...(u.port !== '' ? { port: Number(u.port) } : {}),
+      path: this.basePath + key.split('/').map(encodeSegment).join('/'),
+      query: {},
+      headers: { host: u.host, 'x-amz-content-sha256': EMPTY_SHA256 },
+    };
+    let signed: SignInput;
+    try {
+      signed = await this.signer.sign(req);
+    } catch {
+      return undefined; // no credentials yet, or a provider error: the SDK reports it
+    }
+    const isHttps = u.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      let timedOut = false;
+      const r = (isHttps ? https : http).request(
+        {
+          method: 'HEAD',
+          hostname: u.hostname,
+          ...(u.port !== '' ? { port: Number(u.port) } : {}),
+          path: signed.path,
+          headers: { ...signed.headers, 'user-agent': USER_AGENT },
+          agent: isHttps ? this.o.httpsAgent : this.o.httpAgent,
+          ...(signal !== undefined ? { signal } : {}),
+          ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
+        },
+        (res) => {
+          res.resume();
+          const status = res.statusCode ?? 0;
+          if (status === 404) return resolve(null);
+          if (status !== 200) return resolve(undefined);
+          resolve(parseHead(key, res.headers));
+        },
+      );
+      r.on('timeout', () => {
+        // A hung server: fail now (a transient error the caller retries) rather than wait for
+        // the SDK's timeouts on top.
+        timedOut = true;
+        const e = new Error(`HEAD ${key}: no answer in ${this.o.timeoutMs} ms`);
+        e.name = 'TimeoutError';
+        r.destroy(e);
+      });
+      // Any other failure (a keep-alive socket the server had closed, an abort): the SDK retries.
+      r.on('error', (e) => (timedOut ? reject(e) : resolve(undefined)));
+      r.end();
+    });
+  }
+}
+
+function parseHead(key: string, h: http.IncomingHttpHeaders): ObjectHead | undefined {
+  const len = Number(h['content-length']);
+  const etag = h.etag;
+  if (!Number.isSafeInteger(len) || len < 0 || etag === undefined) return undefined;
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (k.startsWith('x-amz-meta-') && v !== undefined)
+      metadata[k.slice('x-amz-meta-'.length)] = Array.isArray(v) ? v.join(',') : v;
+  }
+  const lm = h['last-modified'] !== undefined ? new Date(h['last-modified']) : new Date(0);
+  return {
+    key,
+    size: len,
+    etag: etag.replace(/^"|"$/g, ''),
+    lastModified: Number.isNaN(lm.getTime()) ? new Date(0) : lm,
+    metadata,
+    contentType: h['content-type'],
+  };
+}
