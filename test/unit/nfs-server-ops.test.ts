@@ -254,6 +254,27 @@ describe('NFSv3 procedures', () => {
     expect(vfs.handles.size).toBe(0);
   });
 
+  it('a COMMIT releases the write handles it committed at once (no wait for the idle period)', async () => {
+    const before = vfs.handles.size;
+    const cr = await create(root, 'committed.txt', unchecked());
+    const h = fh(cr.resok!.obj.handle!.data);
+    await c.nfs(NfsProc.WRITE, new m.Nfsv3WriteRequest(h, 0n, 1, StableHow.UNSTABLE, Buffer.from('x')));
+    expect(vfs.handles.size).toBeGreaterThan(before);
+    const released = vfs.counters.release;
+    const com = await c.nfs<m.Nfsv3CommitResponse>(NfsProc.COMMIT, new m.Nfsv3CommitRequest(h, 0n, 0));
+    expect(com.status).toBe(Nfs3Stat.OK);
+    expect(vfs.counters.release).toBeGreaterThan(released);
+    expect(vfs.handles.size).toBe(before);
+    // A later WRITE opens a new handle and works as before.
+    const w = await c.nfs<m.Nfsv3WriteResponse>(
+      NfsProc.WRITE,
+      new m.Nfsv3WriteRequest(h, 1n, 1, StableHow.UNSTABLE, Buffer.from('y')),
+    );
+    expect(w.status).toBe(Nfs3Stat.OK);
+    const rd = await c.nfs<m.Nfsv3ReadResponse>(NfsProc.READ, new m.Nfsv3ReadRequest(h, 0n, 10));
+    expect(Buffer.from(rd.resok!.data).toString()).toBe('xy');
+  });
+
   it('SETATTR: mode, times, size, guard (NOT_SYNC), owner truncating a read-only file', async () => {
     vfs.putFile(1, 'sa.txt', 'abcdef', 0o444, 1000, 1000);
     const h = await handleOf(root, 'sa.txt');

@@ -947,6 +947,7 @@ export class Nfs3Program {
           for (const h of leases) h.release();
         }
         if (leases.length === 0) await t.exp.vfs.commit(t.cred, t.ino);
+        await this.core.openFiles.closeCommitted(t.exp.exportId, t.ino);
       }
       const after = await this.after(t);
       return new m.Nfsv3CommitResponse(

@@ -159,6 +159,21 @@ export class OpenFileCache {
     return leases;
   }
 
+  /**
+   * After a COMMIT: close the inode's write handles that no call is using and that nothing wrote
+   * to since. NFS has no close; a COMMIT is the client's "done for now" (libnfs and the Linux
+   * client send it at close), and closing the handle then starts the upload delay at once instead
+   * of after the idle timeout. A later WRITE simply opens a new handle.
+   */
+  async closeCommitted(exportId: number, ino: Ino): Promise<void> {
+    const done: Promise<void>[] = [];
+    for (const e of [...this.entries.values()]) {
+      if (e.exportId !== exportId || e.ino !== ino || e.mode !== 'w') continue;
+      if (e.leases === 0 && !e.dirty && !e.closing) done.push(this.closeEntry(e));
+    }
+    await Promise.all(done);
+  }
+
   private arm(): void {
     if (this.timer !== undefined || this.entries.size === 0) return;
     this.timer = setInterval(() => this.sweep(), Math.max(250, Math.min(1000, this.idleMs / 2)));
