@@ -8,6 +8,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import {
   ObjectStoreError,
+  type GetRangeOptions,
   type ListOptions,
   type ListPage,
   type ObjectHead,
@@ -61,12 +62,7 @@ export class MeteredObjectStore implements ObjectStore {
     );
   }
 
-  async getRange(
-    key: string,
-    start: number,
-    end: number,
-    opts?: { ifMatch?: string; signal?: AbortSignal },
-  ): Promise<Buffer> {
+  async getRange(key: string, start: number, end: number, opts?: GetRangeOptions): Promise<Buffer> {
     const b = await this.run('getRange', () => this.inner.getRange(key, start, end, opts));
     this.down.inc(b.length);
     return b;

@@ -266,8 +266,8 @@ export class MeteredVfs implements Vfs {
     return r;
   }
 
-  async read(fh: Fh, offset: number, length: number): Promise<Buffer> {
-    const b = await this.run('read', () => this.inner.read(fh, offset, length));
+  async read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
+    const b = await this.run('read', () => this.inner.read(fh, offset, length, scratch));
     this.readBytes?.inc(b.length);
     return b;
   }

@@ -537,7 +537,7 @@ export class DiskDataCache implements DataCache {
     if (grew) await this.evictIfNeeded();
   }
 
-  async read(ino: Ino, offset: number, length: number): Promise<Buffer> {
+  async read(ino: Ino, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
     const e = this.need(ino, 'read');
     const want = this.clip(e, offset, length, 'read');
     if (want.end <= want.start) return Buffer.alloc(0);
@@ -548,7 +548,9 @@ export class DiskDataCache implements DataCache {
     this.touch(e);
     this.begin(e);
     try {
-      const buf = Buffer.allocUnsafe(want.end - want.start);
+      const n = want.end - want.start;
+      const buf =
+        scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
       await this.withFile(e, 'read', (fh) => readFully(fh, buf, want.start));
       return buf;
     } finally {

@@ -57,7 +57,7 @@ export interface DataCache {
   /** Store fetched bytes as clean data; bytes that are dirty or beyond the size are skipped. */
   fill(ino: Ino, offset: number, data: Buffer): Promise<void>;
   /** Read [offset, offset+length) clipped to the size; throws if any of it is not present. */
-  read(ino: Ino, offset: number, length: number): Promise<Buffer>;
+  read(ino: Ino, offset: number, length: number, scratch?: Buffer): Promise<Buffer>;
   /** Write bytes (marks present + dirty, extends the size; a gap past the old size reads as zeros). */
   write(ino: Ino, offset: number, data: Buffer): Promise<void>;
   /** Set the size (shrinking drops data; growing adds zeros that are present + dirty). */

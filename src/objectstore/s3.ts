@@ -49,6 +49,7 @@ import { getLogger } from '../log/index.js';
 import { LeanHead } from './lean-head.js';
 import {
   ObjectStoreError,
+  type GetRangeOptions,
   type ListOptions,
   type ListPage,
   type ObjectHead,
@@ -620,12 +621,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getRange(
-    key: string,
-    start: number,
-    end: number,
-    opts?: { ifMatch?: string; signal?: AbortSignal },
-  ): Promise<Buffer> {
+  async getRange(key: string, start: number, end: number, opts?: GetRangeOptions): Promise<Buffer> {
     const signal = opts?.signal;
     const ifMatch = opts?.ifMatch;
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
@@ -682,7 +678,9 @@ export class S3ObjectStore implements ObjectStore {
     let bytes: Uint8Array;
     try {
       bytes = await this.call('getRange', key, signal, () =>
-        body instanceof Readable ? readBody(body, res.ContentLength) : body.transformToByteArray(),
+        body instanceof Readable
+          ? readBody(body, res.ContentLength, opts?.scratch)
+          : body.transformToByteArray(),
       );
     } catch (e) {
       return this.recoverEmptyRange(e, key, start, opts);
@@ -1351,13 +1349,16 @@ function urlDecode(s: string): string {
  * the memory, a large part of a cold read's CPU). A body longer than announced is an error; a
  * shorter one is returned as is (the caller checks the length against the range).
  */
-async function readBody(body: Readable, length: number | undefined): Promise<Uint8Array> {
+async function readBody(body: Readable, length: number | undefined, scratch?: Buffer): Promise<Uint8Array> {
   if (length === undefined || !Number.isSafeInteger(length) || length < 0) {
     const chunks: Buffer[] = [];
     for await (const c of body) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
   }
-  const out = Buffer.allocUnsafe(length);
+  const out =
+    scratch !== undefined && scratch.length >= length
+      ? scratch.subarray(0, length)
+      : Buffer.allocUnsafe(length);
   let n = 0;
   for await (const c of body) {
     const chunk = c as Buffer;

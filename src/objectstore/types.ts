@@ -92,19 +92,21 @@ export class ObjectStoreError extends Error {
  * The bucket, as the VFS sees it. Keys are full object keys (share prefix included); the
  * implementation knows nothing of paths. Every method throws ObjectStoreError on failure.
  */
+export interface GetRangeOptions {
+  ifMatch?: string;
+  signal?: AbortSignal;
+  scratch?: Buffer;
+}
+
 export interface ObjectStore {
   /** Metadata of one object, or null if it does not exist. */
   head(key: string, signal?: AbortSignal): Promise<ObjectHead | null>;
   /**
    * Bytes [start, end) of an object as a buffer. With `ifMatch`, fails with kind 'precondition'
    * when the object's ETag differs. Reading past the end returns the bytes that exist.
+   * `scratch`: a buffer the store may fill and return a view of (the caller reuses it).
    */
-  getRange(
-    key: string,
-    start: number,
-    end: number,
-    opts?: { ifMatch?: string; signal?: AbortSignal },
-  ): Promise<Buffer>;
+  getRange(key: string, start: number, end: number, opts?: GetRangeOptions): Promise<Buffer>;
   /** The whole object as a stream (for large sequential consumers). */
   getStream(key: string, opts?: { start?: number; end?: number; signal?: AbortSignal }): Promise<Readable>;
   /**

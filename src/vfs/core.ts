@@ -701,7 +701,7 @@ export class CoreVfs implements Vfs {
     return h;
   }
 
-  async read(fh: Fh, offset: number, length: number): Promise<Buffer> {
+  async read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
     const h = this.handle(fh, 'read');
     if (!h.readable) throw new FsError('EBADF', 'read');
     const n = this.node(h.ino, 'read');
@@ -728,7 +728,7 @@ export class CoreVfs implements Vfs {
         ra,
       );
     }
-    return this.cache.read(n.ino, offset, len);
+    return this.cache.read(n.ino, offset, len, scratch);
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

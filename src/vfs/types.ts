@@ -36,7 +36,12 @@ export interface Vfs {
   open(cred: Cred, ino: Ino, flags: number): Promise<Fh>;
   /** Create and open a regular file. O_EXCL → EEXIST if the name exists; otherwise opens it. */
   create(cred: Cred, parent: Ino, name: string, mode: number, flags: number): Promise<{ attr: Attr; fh: Fh }>;
-  read(fh: Fh, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Read up to `length` bytes. `scratch`, when given, is a buffer of at least `length` bytes that
+   * the implementation may fill and return a view of (the caller reuses it once it has consumed
+   * the result, so an implementation must not keep a reference to it).
+   */
+  read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer>;
   /** Write at offset (or at the end when the handle was opened with O_APPEND). Returns bytes written. */
   write(fh: Fh, offset: number, data: Buffer): Promise<number>;
   /** close(2) of one descriptor of the handle (may be called several times per handle). */

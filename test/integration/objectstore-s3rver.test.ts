@@ -640,6 +640,23 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it('getRange fills a caller scratch buffer when it is large enough, else allocates', async () => {
+    const store = storeFor(s3, 'md5');
+    try {
+      const data = randomBytes(300_000);
+      await store.put('scratch/obj', data, { metadata: {} });
+      const scratch = Buffer.alloc(256 * 1024);
+      const a = await store.getRange('scratch/obj', 1000, 201_000, { scratch });
+      expect(a.equals(data.subarray(1000, 201_000))).toBe(true);
+      expect(a.buffer).toBe(scratch.buffer); // a view of the scratch buffer: no allocation
+      const b = await store.getRange('scratch/obj', 0, 300_000, { scratch });
+      expect(b.equals(data)).toBe(true);
+      expect(b.buffer).not.toBe(scratch.buffer); // too small: a buffer of its own
+    } finally {
+      store.destroy();
+    }
+  });
+
   it('leaves every other answer to the SDK: errors are mapped and retried as before', async () => {
     let fail503 = 0;
     const proxy = await startProxy(s3.endpoint, (r) => {

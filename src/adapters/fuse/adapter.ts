@@ -93,6 +93,9 @@ const UNKNOWN_INO = 0xffffffff;
 /** Bytes of a fuse_dirent with a 1-8 byte name: the most entries a readdir buffer can hold. */
 const MIN_DIRENT = 32;
 const AUTO_CACHE_MAX = 100_000;
+/** Reusable read buffers: the largest READ libfuse 2.9 sends, and how many are kept. */
+const READ_BUF_SIZE = 128 * 1024;
+const READ_BUF_POOL = 64;
 /** VFS readdir calls one kernel readdir request may make to fill its buffer. */
 const MAX_READDIR_CALLS = 8;
 /** Linux ENOTCONN (not in the core errno table: the VFS never produces it). */
@@ -154,6 +157,7 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   private readonly dirs = new Map<number, DirHandle>();
   private nextDirFh = 1;
   private readonly stamps = new Map<Ino, CacheStamp>();
+  private readonly readBufs: Buffer[] = [];
 
   constructor(params: FuseAdapterParams) {
     super();
@@ -580,8 +584,16 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   }
 
   private async read(r: FuseRequestOf<'read'>): Promise<void> {
-    const data = await this.vfs.read(r.fh, r.offset, r.size);
-    this.s().replyBuf(r.id, data);
+    // The reply is copied to the kernel synchronously (fuse_reply_buf): read buffers are reused
+    // instead of allocating 128 KiB per request, which made sequential reads GC-bound.
+    const scratch =
+      r.size <= READ_BUF_SIZE ? (this.readBufs.pop() ?? Buffer.allocUnsafeSlow(READ_BUF_SIZE)) : undefined;
+    try {
+      const data = await this.vfs.read(r.fh, r.offset, r.size, scratch);
+      this.s().replyBuf(r.id, data);
+    } finally {
+      if (scratch !== undefined && this.readBufs.length < READ_BUF_POOL) this.readBufs.push(scratch);
+    }
   }
 
   private async write(r: FuseRequestOf<'write'>): Promise<void> {
