@@ -71,7 +71,10 @@ async function cmdMount(args: string[]): Promise<void> {
     const row = (left: string, text: string): string => `${`  ${left}`.padEnd(34)} ${text}`;
     const lines = [
       ...MOUNT_OPTIONS.map((o) =>
-        row(`--${o.flag}${o.valueName !== undefined ? ` ${o.valueName}` : ''}`, `${o.description} (default: ${o.defaultText})`),
+        row(
+          `--${o.flag}${o.valueName !== undefined ? ` ${o.valueName}` : ''}`,
+          `${o.description} (default: ${o.defaultText})`,
+        ),
       ),
       row('--metrics HOST:PORT', 'Prometheus endpoint (default: off)'),
       row('--audit-log FILE', 'audit log of file operations (default: off)'),

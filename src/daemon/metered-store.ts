@@ -68,6 +68,10 @@ export class MeteredObjectStore implements ObjectStore {
     return b;
   }
 
+  etagsOf(body: PutBody): Promise<string[]> {
+    return this.inner.etagsOf(body);
+  }
+
   async getStream(
     key: string,
     opts?: { start?: number; end?: number; signal?: AbortSignal },

@@ -781,6 +781,29 @@ export class S3ObjectStore implements ObjectStore {
     return this.putMultipart(key, body, size, metadata, opts);
   }
 
+  async etagsOf(body: PutBody): Promise<string[]> {
+    const src = await openBody(body, 'etagsOf');
+    try {
+      const size = src.size;
+      const whole = createHash('md5');
+      if (size === 0 || size < this.multipartThreshold) {
+        for (let off = 0; off < size; off += 16 * MiB)
+          whole.update(await src.read(off, Math.min(16 * MiB, size - off)));
+        return [whole.digest('hex')];
+      }
+      const partSize = this.partSizeFor(size, this.partSize);
+      const digests: Buffer[] = [];
+      for (let off = 0; off < size; off += partSize) {
+        const data = await src.read(off, Math.min(partSize, size - off));
+        whole.update(data);
+        digests.push(md5(data));
+      }
+      return [`${md5(Buffer.concat(digests)).toString('hex')}-${digests.length}`, whole.digest('hex')];
+    } finally {
+      await src.close();
+    }
+  }
+
   private async putSingle(
     key: string,
     body: PutBody,

@@ -114,6 +114,13 @@ export interface ObjectStore {
    * verified (Content-MD5 / checksums and the returned ETag); a mismatch throws kind 'integrity'.
    */
   put(key: string, body: PutBody, opts: PutOptions): Promise<PutResult>;
+  /**
+   * The ETags an object holding exactly these bytes has when this store uploaded it (the MD5,
+   * or the multipart composite with this store's part size, plus the whole-object MD5 that some
+   * servers return for multipart uploads). Lets a writer recognise its own earlier upload whose
+   * acknowledgement was lost in a crash.
+   */
+  etagsOf(body: PutBody): Promise<string[]>;
   /** Server-side copy (multipart copy above 5 GiB). With `metadata`, replaces the metadata. */
   copy(
     srcKey: string,

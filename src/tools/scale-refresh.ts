@@ -42,7 +42,13 @@ function freePort(): Promise<number> {
   });
 }
 
-async function seed(dir: string, bucket: string, prefix: string, total: number, perDir: number): Promise<void> {
+async function seed(
+  dir: string,
+  bucket: string,
+  prefix: string,
+  total: number,
+  perDir: number,
+): Promise<void> {
   const body = Buffer.from('scale test object\n');
   const md5 = createHash('md5').update(body).digest('hex');
   const meta = JSON.stringify({ 'content-type': 'application/octet-stream' });
@@ -104,14 +110,34 @@ async function main(): Promise<void> {
   say(`seeded ${total} objects in ${Math.ceil(total / perDir)} directories: ${Date.now() - t} ms`);
   const s3 = await startEmbeddedS3({ directory: join(work, 's3'), buckets: ['scale'] });
   const metricsPort = await freePort();
-  const env = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
+  const env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  };
   const admin = join(work, 'run');
   const daemon = spawn(
     process.execPath,
     [
-      join(ROOT, 'bin', 'bucketgate'), 'mount', 's3://scale/p', mnt,
-      '--endpoint', s3.endpoint, '--path-style', '--cache-dir', join(work, 'cache'), '--admin-dir', admin,
-      '--refresh-interval', '0', '--dir-ttl', '0', '--log-level', 'warn', '--metrics', `127.0.0.1:${metricsPort}`,
+      join(ROOT, 'bin', 'bucketgate'),
+      'mount',
+      's3://scale/p',
+      mnt,
+      '--endpoint',
+      s3.endpoint,
+      '--path-style',
+      '--cache-dir',
+      join(work, 'cache'),
+      '--admin-dir',
+      admin,
+      '--refresh-interval',
+      '0',
+      '--dir-ttl',
+      '0',
+      '--log-level',
+      'warn',
+      '--metrics',
+      `127.0.0.1:${metricsPort}`,
     ],
     { env, stdio: ['ignore', 'inherit', 'inherit'] },
   );
@@ -129,12 +155,16 @@ async function main(): Promise<void> {
     let before = await s3Requests(metricsPort);
     t = Date.now();
     const { stdout } = await pexec('bash', ['-c', `find '${mnt}' -type f | wc -l`], { maxBuffer: 1 << 26 });
-    say(`cold listing (find -type f: readdir of every directory, POSIX metadata loaded): ${stdout.trim()} files, ${Date.now() - t} ms, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`);
+    say(
+      `cold listing (find -type f: readdir of every directory, POSIX metadata loaded): ${stdout.trim()} files, ${Date.now() - t} ms, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`,
+    );
 
     before = await s3Requests(metricsPort);
     t = Date.now();
     const r1 = await cliRun(['refresh', mnt, '--recursive', '--admin-dir', admin]);
-    say(`refresh --recursive, nothing changed: ${Date.now() - t} ms, ${r1.stdout.trim()}, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`);
+    say(
+      `refresh --recursive, nothing changed: ${Date.now() - t} ms, ${r1.stdout.trim()}, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`,
+    );
 
     // Someone else changes 100 objects, adds 100 and deletes 100.
     const client = new S3Client({
@@ -146,14 +176,24 @@ async function main(): Promise<void> {
     });
     for (let i = 0; i < 100; i++) {
       const d = `p/d${String(i % Math.ceil(total / perDir)).padStart(4, '0')}`;
-      await client.send(new PutObjectCommand({ Bucket: 'scale', Key: `${d}/f${String(i).padStart(5, '0')}`, Body: `changed ${i}` }));
+      await client.send(
+        new PutObjectCommand({
+          Bucket: 'scale',
+          Key: `${d}/f${String(i).padStart(5, '0')}`,
+          Body: `changed ${i}`,
+        }),
+      );
       await client.send(new PutObjectCommand({ Bucket: 'scale', Key: `${d}/new${i}`, Body: `new ${i}` }));
-      await client.send(new DeleteObjectCommand({ Bucket: 'scale', Key: `${d}/f${String(perDir - 1 - i).padStart(5, '0')}` }));
+      await client.send(
+        new DeleteObjectCommand({ Bucket: 'scale', Key: `${d}/f${String(perDir - 1 - i).padStart(5, '0')}` }),
+      );
     }
     before = await s3Requests(metricsPort);
     t = Date.now();
     const r2 = await cliRun(['refresh', mnt, '--recursive', '--admin-dir', admin]);
-    say(`refresh --recursive after 100 changed, 100 added, 100 deleted: ${Date.now() - t} ms, ${r2.stdout.trim()}, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`);
+    say(
+      `refresh --recursive after 100 changed, 100 added, 100 deleted: ${Date.now() - t} ms, ${r2.stdout.trim()}, requests ${JSON.stringify(diff(before, await s3Requests(metricsPort)))}, daemon RSS ${JSON.stringify(await rssKiB(pid))} KiB`,
+    );
     client.destroy();
   } finally {
     daemon.kill('SIGTERM');

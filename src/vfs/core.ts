@@ -8,8 +8,9 @@
  * - an operation on a directory's entries first awaits tree.ensureListed(dir);
  * - namespace changes that touch the bucket do so BEFORE the local change, so a backend failure
  *   leaves the local view unchanged and the caller gets EIO;
- * - before a namespace change touches an inode's object, uploader.quiesce(ino) (files) or
- *   uploader.exclusive() (directory renames) guarantees no upload of it is in flight;
+ * - before a namespace change touches an inode's object, uploader.hold(ino) + quiesce(ino)
+ *   (files) or uploader.exclusive() (directory renames) guarantees no upload of it is in flight
+ *   or starts until the change is done;
  * - data writes go to the cache only; uploads happen from the journal (cache mode) or at
  *   flush/fsync (write-through).
  */
@@ -606,7 +607,16 @@ export class CoreVfs implements Vfs {
     if (this.meta.childCount(n.ino) > 0) throw new FsError('ENOTEMPTY', 'rmdir', this.tree.pathOf(n.ino));
     const key = this.tree.keyOf(n.ino, 'dir');
     if (key === undefined) throw new FsError('ENOENT', 'rmdir', name);
-    await this.uploader.quiesce(n.ino);
+    const unhold = this.uploader.hold(n.ino);
+    try {
+      await this.uploader.quiesce(n.ino);
+      await this.rmdirQuiesced(n, parent, name, key);
+    } finally {
+      unhold();
+    }
+  }
+
+  private async rmdirQuiesced(n: NodeRow, parent: Ino, name: string, key: string): Promise<void> {
     const path = this.tree.segments(n.ino) ?? [];
     try {
       await this.remoteOps.run({ kind: 'delete', keys: [key], path }, () => {
@@ -814,7 +824,16 @@ export class CoreVfs implements Vfs {
   async unlink(cred: Cred, parent: Ino, name: string): Promise<void> {
     const n = await this.entryToRemove(cred, parent, name, 'unlink');
     if (n.type === 'dir') throw new FsError('EISDIR', 'unlink', name);
-    await this.uploader.quiesce(n.ino);
+    const unhold = this.uploader.hold(n.ino);
+    try {
+      await this.uploader.quiesce(n.ino);
+      await this.unlinkQuiesced(n, parent, name);
+    } finally {
+      unhold();
+    }
+  }
+
+  private async unlinkQuiesced(n: NodeRow, parent: Ino, name: string): Promise<void> {
     const cur = this.meta.getNode(n.ino) ?? n;
     const key = this.tree.keyOf(n.ino, n.type);
     const keys = [...new Set([cur.remoteKey, key].filter((k): k is string => typeof k === 'string'))];
@@ -956,9 +975,16 @@ export class CoreVfs implements Vfs {
     if (src.type === 'dir') {
       await this.uploader.exclusive(() => this.renameDir(src, dst, parent, name, newParent, newName, newKey));
     } else {
-      await this.uploader.quiesce(src.ino);
-      if (dst) await this.uploader.quiesce(dst.ino);
-      await this.renameFile(src, dst, parent, name, newParent, newName, newKey);
+      const unholdSrc = this.uploader.hold(src.ino);
+      const unholdDst = dst ? this.uploader.hold(dst.ino) : undefined;
+      try {
+        await this.uploader.quiesce(src.ino);
+        if (dst) await this.uploader.quiesce(dst.ino);
+        await this.renameFile(src, dst, parent, name, newParent, newName, newKey);
+      } finally {
+        unholdSrc();
+        unholdDst?.();
+      }
     }
     this.emit({ kind: 'entry', parent, name });
   }

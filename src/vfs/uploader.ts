@@ -8,8 +8,8 @@
  *
  * Ordering rules:
  * - at most one upload per inode runs at a time (`inflight`);
- * - namespace operations call quiesce(ino) (or exclusive() for directory renames) first, so an
- *   upload never lands on a key that a rename/unlink already moved away from;
+ * - namespace operations call hold(ino) and quiesce(ino) (or exclusive() for directory renames)
+ *   first, so an upload never lands on a key that a rename/unlink already moved away from;
  * - a node is marked clean only if nothing changed it while its upload ran (change counters).
  */
 import type { Ino } from '../core/types.js';
@@ -17,7 +17,7 @@ import { FsError, errMessage } from '../core/errors.js';
 import type { DataCache } from '../datacache/types.js';
 import type { Logger } from '../log/index.js';
 import type { MetaStore, NodeRow } from '../metastore/types.js';
-import type { ObjectStore, PutBody, PutOptions } from '../objectstore/types.js';
+import type { ObjectHead, ObjectStore, PutBody, PutOptions } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
 import type { Fetcher } from './fetcher.js';
@@ -46,6 +46,8 @@ export interface UploadStats {
 
 export class Uploader {
   private readonly inflight = new Map<Ino, Running>();
+  /** Inodes a namespace change is working on: no upload of them starts (see hold()). */
+  private readonly held = new Map<Ino, number>();
   private readonly changeSeq = new Map<Ino, number>();
   private timer: NodeJS.Timeout | undefined;
   private paused = 0;
@@ -102,8 +104,12 @@ export class Uploader {
   async uploadNow(ino: Ino): Promise<void> {
     for (;;) {
       const running = this.inflight.get(ino);
-      if (!running) break;
-      await running.promise.catch(() => undefined);
+      if (running) {
+        await running.promise.catch(() => undefined);
+        continue;
+      }
+      if (!this.held.has(ino)) break;
+      await new Promise((r) => setTimeout(r, 10)); // a namespace change is working on it
     }
     if (!this.meta.getUpload(ino)) this.meta.enqueueUpload(ino, Date.now());
     const r = this.startOne(ino);
@@ -116,9 +122,29 @@ export class Uploader {
    * would leave an orphan object.
    */
   async quiesce(ino: Ino): Promise<void> {
-    const r = this.inflight.get(ino);
-    if (!r) return;
-    await r.promise.catch(() => undefined);
+    // Loop: an upload that finds the file changed meanwhile re-queues it, and the next one may
+    // start as soon as this one settles (see hold()).
+    for (let r = this.inflight.get(ino); r !== undefined; r = this.inflight.get(ino))
+      await r.promise.catch(() => undefined);
+  }
+
+  /**
+   * Keep new uploads of `ino` from starting until the returned function is called. A namespace
+   * change holds the inode, then quiesces it: without the hold, an upload re-queued by the one it
+   * waited for could start in between, and its PUT could land after the change's DELETE (a
+   * deleted file back in the bucket; seen in the kill -9 test).
+   */
+  hold(ino: Ino): () => void {
+    this.held.set(ino, (this.held.get(ino) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.held.get(ino) ?? 1) - 1;
+      if (n > 0) this.held.set(ino, n);
+      else this.held.delete(ino);
+      queueMicrotask(() => this.pump());
+    };
   }
 
   /** Run `fn` with no upload in flight and none starting (directory renames). */
@@ -188,7 +214,7 @@ export class Uploader {
     let started = 0;
     for (const e of due) {
       if (started >= room) break;
-      if (this.inflight.has(e.ino) || this.isOpenForWrite(e.ino)) continue;
+      if (this.inflight.has(e.ino) || this.held.has(e.ino) || this.isOpenForWrite(e.ino)) continue;
       this.startOne(e.ino).promise.catch(() => undefined);
       started++;
     }
@@ -337,12 +363,42 @@ export class Uploader {
       } catch (e) {
         if (!(e instanceof ObjectStoreError) || e.kind !== 'precondition') throw e;
       }
-      await this.preserveTheirs(node, key);
+      const head = await this.store.head(key, opts.signal);
+      if (head && !(await this.isOwnUpload(key, head, body))) await this.preserveTheirs(node, key);
       return this.store.put(key, body, opts);
     }
     const head = await this.store.head(key, opts.signal);
-    if (head && head.etag !== expected) await this.preserveTheirs(node, key);
+    if (head && head.etag !== expected && !(await this.isOwnUpload(key, head, body)))
+      await this.preserveTheirs(node, key);
     return this.store.put(key, body, opts);
+  }
+
+  /**
+   * Is the object in the bucket the very bytes we are about to upload? That is our own earlier
+   * upload whose result was never recorded (the daemon died between the PUT and the metadata
+   * update), not another writer's version: preserving it as a conflict would only duplicate it.
+   */
+  private async isOwnUpload(key: string, head: ObjectHead, body: PutBody): Promise<boolean> {
+    const size = Buffer.isBuffer(body) ? body.length : body.size;
+    if (head.size !== size) return false;
+    let etags: string[];
+    try {
+      etags = await this.store.etagsOf(body);
+    } catch (e) {
+      this.log.warn('could not hash the local file to compare it with the object in the bucket', {
+        key,
+        err: e,
+      });
+      return false;
+    }
+    if (!etags.includes(head.etag)) return false;
+    this.log.info(
+      'the object in the bucket already holds these bytes (an upload whose result was lost); no conflict',
+      {
+        key,
+      },
+    );
+    return true;
   }
 
   /** Copy the other writer's object at `key` to a sibling conflict name (bucket and local view). */

@@ -245,6 +245,29 @@ export class MemoryObjectStore implements ObjectStore {
     return Readable.from(slice.length > 0 ? [slice] : []);
   }
 
+  /** The ETag put() gives these bytes: MD5, or the multipart composite above the threshold. */
+  private etagOfData(data: Buffer): string {
+    const size = data.length;
+    if (size > 0 && size >= this.multipartThreshold) {
+      let partSize = this.partSize;
+      if (Math.ceil(size / partSize) > 10_000) partSize = Math.ceil(size / 10_000 / MiB) * MiB;
+      const digests: Buffer[] = [];
+      for (let off = 0; off < size; off += partSize)
+        digests.push(
+          createHash('md5')
+            .update(data.subarray(off, off + partSize))
+            .digest(),
+        );
+      return `${md5hex(Buffer.concat(digests))}-${digests.length}`;
+    }
+    return md5hex(data);
+  }
+
+  async etagsOf(body: PutBody): Promise<string[]> {
+    const data = Buffer.isBuffer(body) ? body : await readRegion(body.path, body.size, 'etagsOf');
+    return [this.etagOfData(data)];
+  }
+
   async put(key: string, body: PutBody, opts: PutOptions): Promise<PutResult> {
     await this.enter('put', key, opts.signal);
     if (key === '' || Buffer.byteLength(key) > 1024)
@@ -258,22 +281,7 @@ export class MemoryObjectStore implements ObjectStore {
       }
     }
     const data = Buffer.isBuffer(body) ? Buffer.from(body) : await readRegion(body.path, body.size, key);
-    const size = data.length;
-    let etag: string;
-    if (size > 0 && size >= this.multipartThreshold) {
-      let partSize = this.partSize;
-      if (Math.ceil(size / partSize) > 10_000) partSize = Math.ceil(size / 10_000 / MiB) * MiB;
-      const digests: Buffer[] = [];
-      for (let off = 0; off < size; off += partSize)
-        digests.push(
-          createHash('md5')
-            .update(data.subarray(off, off + partSize))
-            .digest(),
-        );
-      etag = `${md5hex(Buffer.concat(digests))}-${digests.length}`;
-    } else {
-      etag = md5hex(data);
-    }
+    const etag = this.etagOfData(data);
     this.setObject(key, {
       data,
       etag,

@@ -640,6 +640,25 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it('etagsOf names the ETag of an upload of the same bytes (single part and multipart), not of others', async () => {
+    const store = storeFor(s3, 'md5');
+    const dir = await mkdtemp(join(tmpdir(), 'bg-etags-'));
+    try {
+      for (const size of [0, 1000, CONTRACT_PART_SIZE * 2 + 17]) {
+        const data = randomBytes(size);
+        const path = join(dir, `f${size}`);
+        await writeFile(path, data);
+        const { etag } = await store.put(`etags/${size}`, { path, size }, { metadata: {} });
+        expect(await store.etagsOf({ path, size })).toContain(etag);
+        expect(await store.etagsOf(data)).toContain(etag);
+        if (size > 0) expect(await store.etagsOf(flipByte(data, 3))).not.toContain(etag);
+      }
+    } finally {
+      store.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('getRange fills a caller scratch buffer when it is large enough, else allocates', async () => {
     const store = storeFor(s3, 'md5');
     try {

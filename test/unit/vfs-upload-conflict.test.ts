@@ -58,6 +58,22 @@ describe.each([
     expect(store.read(sibling!)?.toString()).toBe('their v2');
   });
 
+  it('no conflict when the bucket already holds our bytes (an upload whose result was lost in a crash)', async () => {
+    const store = new MemoryObjectStore({ conditionalWrites: conditional });
+    const t = await createTestVfs({ store, uploadDelayMs: 3_600_000 });
+    open.push(t);
+    await write(t, 'n.txt', 'same bytes');
+    await write(t, 'm.txt', 'changed locally');
+    // As if a PUT had landed and the daemon died before recording it: the object holds exactly
+    // the local bytes (n.txt), or bytes of the same size that are not ours (m.txt).
+    store.seed('n.txt', 'same bytes');
+    store.seed('m.txt', 'CHANGED LOCALLY');
+    await t.vfs.flushAll(5000);
+    expect(store.keys().sort()).toEqual(['m.txt', expect.stringMatching(/^m\.txt\.conflict-/), 'n.txt']);
+    expect(store.read('n.txt')?.toString()).toBe('same bytes');
+    expect(store.read('m.txt')?.toString()).toBe('changed locally');
+  });
+
   it('no conflict for our own successive uploads', async () => {
     const store = new MemoryObjectStore({ conditionalWrites: conditional });
     const t = await createTestVfs({ store });
@@ -68,5 +84,41 @@ describe.each([
     }
     expect(store.keys()).toEqual(['g']);
     expect(store.read('g')?.toString()).toBe('333');
+  });
+});
+
+describe('namespace changes and uploads re-queued behind them', () => {
+  it('a file changed during its upload and then deleted does not come back in the bucket', async () => {
+    const store = new MemoryObjectStore({ conditionalWrites: false });
+    const t = await createTestVfs({ store, uploadDelayMs: 0 });
+    open.push(t);
+    const gates: Array<() => void> = [];
+    let puts = 0;
+    store.beforeOp = async (op, key) => {
+      if (op !== 'put' || key !== 'x') return;
+      puts++;
+      await new Promise<void>((r) => gates.push(r)); // every PUT of x waits for the test
+    };
+    await write(t, 'x', 'v1');
+    const until = async (cond: () => boolean): Promise<void> => {
+      for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(cond()).toBe(true);
+    };
+    await until(() => gates.length === 1); // upload 1 is in its PUT
+    // Changed during the upload: upload 1 ends unclean and re-queues the file, due at once.
+    const a = await t.vfs.lookup(R, ROOT_INO, 'x');
+    const fh = await t.vfs.open(R, a.ino, O_WRONLY | O_TRUNC);
+    await t.vfs.write(fh, 0, Buffer.from('v2'));
+    await t.vfs.release(fh);
+    const unlinked = t.vfs.unlink(R, ROOT_INO, 'x'); // waits for upload 1
+    await new Promise((r) => setTimeout(r, 50));
+    gates.shift()!(); // upload 1's PUT lands
+    await unlinked; // then the DELETE
+    // A second upload must not have started in between (its PUT would land after the DELETE).
+    await new Promise((r) => setTimeout(r, 100));
+    for (const g of gates.splice(0)) g();
+    await t.vfs.flushAll(5000);
+    expect(puts).toBe(1);
+    expect(store.keys()).toEqual([]);
   });
 });
