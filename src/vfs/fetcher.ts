@@ -23,6 +23,8 @@ export interface RemoteSource {
 
 /** How many GET buffers are kept for reuse (4 x 8 MiB by default). */
 const GET_BUF_POOL = 4;
+/** GETs at least this long use a pooled buffer. */
+const POOLED_GET_MIN = 2 << 20;
 
 export class Fetcher {
   private readonly inflight = new Map<string, Promise<void>>();
@@ -100,8 +102,11 @@ export class Fetcher {
   }
 
   private async fetch(src: RemoteSource, start: number, end: number): Promise<void> {
+    // Only large (sequential) GETs take a pooled buffer: a small random-read GET allocating a
+    // whole maxGetBytes buffer when the pool is empty would cost more than it saves.
+    const len = end - start;
     const scratch =
-      end - start <= this.maxGetBytes
+      len >= POOLED_GET_MIN && len <= this.maxGetBytes
         ? (this.bufs.pop() ?? Buffer.allocUnsafeSlow(this.maxGetBytes))
         : undefined;
     try {
