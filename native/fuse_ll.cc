@@ -143,6 +143,7 @@ struct Request {
   struct stat st {};   // setattr: the new values
   std::unique_ptr<char[]> data;  // write data / setxattr value (a copy)
   size_t data_len = 0;
+  int32_t slot = -1;  // write: the data was copied into this slot of the write pool instead
   uint32_t uid = 0, gid = 0, pid = 0, umask = 0;
   std::vector<gid_t> groups;
 };
@@ -152,6 +153,7 @@ struct Event {
   enum class Kind { kRequest, kInit, kEnded, kNotifyDone, kUnmounted } kind;
   std::unique_ptr<Request> req;  // kRequest
   fuse_conn_info conn {};         // kInit
+  uint32_t max_pages = 0;         // kInit: pages per request granted with FUSE_MAX_PAGES (0: not)
   std::string reason;             // kEnded / kUnmounted
   int err = 0;                    // kEnded / kUnmounted: errno; kNotifyDone: result errno
   uint64_t notify_id = 0;         // kNotifyDone
@@ -216,6 +218,11 @@ class Core {
                MountError* e);
   void AbortMount();  // JS thread, after DoMount failed
 
+  // -- write pool (loop thread takes, JS thread gives back) ----------------------------------
+  // A slot for `size` bytes of write data, or -1 (no pool, too big, or all slots in use).
+  int32_t TakeSlot(size_t size);
+  bool GiveSlot(int32_t slot);  // false: the slot was not taken (a double release)
+
   // -- loop thread -------------------------------------------------------------------------
   void LoopMain();
   void Submit(fuse_req_t req, std::unique_ptr<Request> r);
@@ -239,6 +246,23 @@ class Core {
   uint64_t next_id_ = 1;
   std::deque<Job> jobs_;
   bool unmount_queued_ = false;
+
+  // Write pool: JS-owned memory the loop thread copies WRITE data into, so that a write
+  // allocates nothing (a fresh buffer per 128 KiB WRITE is external memory that makes V8 run a
+  // full mark-compact every ~14 MiB written). Base and slot size are set before mount() and
+  // read-only afterwards; pool_ref_ (JS thread) keeps the memory alive.
+  char* pool_base_ = nullptr;
+  size_t slot_size_ = 0;
+  std::mutex pool_mu_;  // leaf lock: guards free_slots_ only
+  std::vector<int32_t> free_slots_;
+  std::vector<bool> slot_taken_;
+  int32_t slot_count_ = 0;
+  Napi::Reference<Napi::Buffer<char>> pool_ref_;
+
+  // INIT interception (loop thread only; see ChanReceive/ChanSend).
+  uint64_t init_unique_ = 0;   // unique of the INIT request being answered, 0 = none
+  uint32_t kernel_minor_ = 0;  // the kernel's protocol minor from its INIT request
+  bool big_requests_ = false;  // INIT reply rewritten to grant FUSE_MAX_PAGES
 
   // Written by the mount (before the threads start) and read-only afterwards.
   std::string mountpoint_;
@@ -300,6 +324,119 @@ void SetFi(Request* r, const fuse_file_info* fi) {
   }
 }
 
+// ---- the channel: /dev/fuse I/O, with requests of up to 1 MiB ----------------------------------
+//
+// libfuse 2.9 speaks protocol 7.19, where a request carries at most 32 pages (128 KiB): a 1 MiB
+// write(2) becomes 8 WRITE round trips through the daemon. Kernels since 4.20 (protocol 7.28)
+// accept FUSE_MAX_PAGES in the INIT reply and then send WRITE (and READ, up to the max_read
+// mount option) requests of up to max_pages pages. libfuse cannot say so, so our channel
+// (fuse_chan_new with these ops instead of libfuse's kernel channel) rewrites libfuse's INIT
+// reply: minor 7.28, FUSE_MAX_PAGES, max_pages. Everything else libfuse 2.9 sends is valid at
+// 7.28: request and reply layouts did not change between 7.19 and 7.28 except behind flags we
+// do not set, and the opcodes added meanwhile (LSEEK, COPY_FILE_RANGE, RENAME2 with flags, ...)
+// get ENOSYS from libfuse, after which the kernel falls back to what it does at 7.19.
+constexpr uint32_t kFuseInit = 26;       // FUSE_INIT opcode
+constexpr uint32_t kMaxPagesMinor = 28;  // protocol minor that introduced FUSE_MAX_PAGES
+constexpr uint32_t kFlagMaxPages = 1u << 22;
+constexpr uint32_t kMaxPages = 256;      // 1 MiB requests
+constexpr uint32_t kBigWrite = kMaxPages * 4096;
+constexpr uint32_t kSmallWrite = 32 * 4096;
+constexpr size_t kInHeader = 40;         // sizeof(struct fuse_in_header)
+constexpr size_t kOutHeader = 16;        // sizeof(struct fuse_out_header)
+constexpr size_t kInitOut22 = 24;        // the fuse_init_out libfuse 2.9 sends
+constexpr size_t kInitOut28 = 64;        // fuse_init_out since 7.23
+// Receive buffer: the largest WRITE (header + fuse_write_in + data) plus slack, as libfuse does.
+constexpr size_t kChanBufSize = kBigWrite + 4096;
+
+int ChanReceive(fuse_chan** chp, char* buf, size_t size) {
+  fuse_chan* ch = *chp;
+  auto* core = static_cast<Core*>(fuse_chan_data(ch));
+  fuse_session* se = fuse_chan_session(ch);
+  const ssize_t res = read(fuse_chan_fd(ch), buf, size);
+  const int err = errno;
+  if (fuse_session_exited(se)) return 0;
+  if (res == -1) {
+    // ENOENT: the request was interrupted before we read it; poll again (the loop polls the
+    // wake-up eventfd too, so it must not block in read()).
+    if (err == ENOENT) return -EAGAIN;
+    if (err == ENODEV) {
+      fuse_session_exit(se);
+      return 0;
+    }
+    if (err != EINTR && err != EAGAIN) perror("bucketgate_fuse: reading /dev/fuse");
+    return -err;
+  }
+  if (static_cast<size_t>(res) < kInHeader) {
+    fprintf(stderr, "bucketgate_fuse: short read on /dev/fuse\n");
+    return -EIO;
+  }
+  uint32_t opcode;
+  memcpy(&opcode, buf + 4, 4);
+  if (opcode == kFuseInit && static_cast<size_t>(res) >= kInHeader + 8) {
+    uint64_t unique;
+    uint32_t major, minor;
+    memcpy(&unique, buf + 8, 8);
+    memcpy(&major, buf + kInHeader, 4);
+    memcpy(&minor, buf + kInHeader + 4, 4);
+    core->init_unique_ = unique;
+    core->kernel_minor_ = major == 7 ? minor : 0;
+  }
+  return static_cast<int>(res);
+}
+
+int ChanSend(fuse_chan* ch, const iovec iov[], size_t count) {
+  auto* core = static_cast<Core*>(fuse_chan_data(ch));
+  const int fd = fuse_chan_fd(ch);
+  ssize_t res;
+  if (core->init_unique_ != 0 && count == 2 && iov[0].iov_len == kOutHeader &&
+      iov[1].iov_len == kInitOut22) {
+    uint64_t unique;
+    int32_t error;
+    memcpy(&unique, static_cast<const char*>(iov[0].iov_base) + 8, 8);
+    memcpy(&error, static_cast<const char*>(iov[0].iov_base) + 4, 4);
+    if (unique == core->init_unique_ && error == 0 && core->big_requests_) {
+      core->init_unique_ = 0;
+      // fuse_out_header + fuse_init_out (7.28 layout).
+      char out[kOutHeader + kInitOut28] = {};
+      memcpy(out, iov[0].iov_base, kOutHeader);
+      memcpy(out + kOutHeader, iov[1].iov_base, kInitOut22);
+      const uint32_t len = sizeof out;
+      const uint32_t minor = kMaxPagesMinor;
+      uint32_t flags;
+      memcpy(&flags, out + kOutHeader + 12, 4);
+      flags |= kFlagMaxPages;
+      const uint32_t max_write = kBigWrite;
+      const uint32_t time_gran = 1;
+      const uint16_t max_pages = kMaxPages;
+      memcpy(out, &len, 4);
+      memcpy(out + kOutHeader + 4, &minor, 4);
+      memcpy(out + kOutHeader + 12, &flags, 4);
+      memcpy(out + kOutHeader + 20, &max_write, 4);
+      memcpy(out + kOutHeader + 24, &time_gran, 4);
+      memcpy(out + kOutHeader + 28, &max_pages, 2);
+      res = write(fd, out, sizeof out);
+    } else {
+      if (unique == core->init_unique_) core->init_unique_ = 0;
+      res = writev(fd, iov, static_cast<int>(count));
+    }
+  } else {
+    res = writev(fd, iov, static_cast<int>(count));
+  }
+  if (res == -1) {
+    const int err = errno;
+    // ENOENT: the request was interrupted and the reply dropped (normal).
+    if (!fuse_session_exited(fuse_chan_session(ch)) && err != ENOENT) {
+      perror("bucketgate_fuse: writing /dev/fuse");
+    }
+    return -err;
+  }
+  return 0;
+}
+
+void ChanDestroy(fuse_chan* ch) { close(fuse_chan_fd(ch)); }
+
+fuse_chan_ops kChanOps = {ChanReceive, ChanSend, ChanDestroy};
+
 void LlInit(void* userdata, fuse_conn_info* conn) {
   // big_writes comes with the mount option as well; ask explicitly so it cannot be lost.
   if (conn->capable & FUSE_CAP_BIG_WRITES) conn->want |= FUSE_CAP_BIG_WRITES;
@@ -308,8 +445,11 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // We copy every request out of a plain memory buffer: no splice.
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   auto* core = static_cast<Core*>(userdata);
+  // The channel rewrites the INIT reply to grant requests of kMaxPages pages (see ChanSend).
+  core->big_requests_ = core->kernel_minor_ >= kMaxPagesMinor && conn->max_write >= kBigWrite;
   auto* ev = new Event{Event::Kind::kInit};
   ev->conn = *conn;
+  ev->max_pages = core->big_requests_ ? kMaxPages : 0;
   core->Post(ev);
 }
 
@@ -433,11 +573,18 @@ void LlWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   r->size = size;
   SetFi(r.get(), fi);
   r->writepage = fi->writepage != 0;
-  // libfuse reuses its buffer for the next request: copy the data now.
-  r->data.reset(new char[size > 0 ? size : 1]);
-  memcpy(r->data.get(), buf, size);
+  // libfuse reuses its buffer for the next request: copy the data now, into a pool slot when
+  // one is free (JS gives it back with releaseWriteSlot once the write is done).
+  Core* core = CoreOf(req);
   r->data_len = size;
-  CoreOf(req)->Submit(req, std::move(r));
+  r->slot = core->TakeSlot(size);
+  if (r->slot >= 0) {
+    memcpy(core->pool_base_ + static_cast<size_t>(r->slot) * core->slot_size_, buf, size);
+  } else {
+    r->data.reset(new char[size > 0 ? size : 1]);
+    memcpy(r->data.get(), buf, size);
+  }
+  core->Submit(req, std::move(r));
 }
 
 void LlFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -731,6 +878,19 @@ bool Core::DoMount(const std::string& path, const std::vector<std::string>& opts
   // keep the connection alive after we close ours, so an aborted session would hang its users
   // instead of failing them. (Children forked between the open and this line still inherit it.)
   fcntl(fuse_chan_fd(ch), F_SETFD, FD_CLOEXEC);
+  // Our channel (see ChanSend) on a duplicate of the device fd; libfuse's is destroyed, which
+  // closes its fd but not the connection.
+  const int dev = fcntl(fuse_chan_fd(ch), F_DUPFD_CLOEXEC, 0);
+  fuse_chan* own = dev >= 0 ? fuse_chan_new(&kChanOps, dev, kChanBufSize, this) : nullptr;
+  if (!own) {
+    int err = dev < 0 ? errno : ENOMEM;
+    if (dev >= 0) close(dev);
+    fuse_opt_free_args(&args);
+    fuse_unmount(mp.c_str(), ch);
+    return e->Set(err, "creating the FUSE channel failed: " + ErrnoText(err));
+  }
+  fuse_chan_destroy(ch);
+  ch = own;
   fuse_session* se = fuse_lowlevel_new(&args, &kOps, sizeof kOps, this);
   fuse_opt_free_args(&args);
   if (!se) {
@@ -872,6 +1032,26 @@ void Core::LoopMain() {
   ev->reason = reason;
   ev->err = err;
   Post(ev);
+}
+
+// ---- write pool -----------------------------------------------------------------------------
+
+int32_t Core::TakeSlot(size_t size) {
+  if (pool_base_ == nullptr || size > slot_size_) return -1;
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  if (free_slots_.empty()) return -1;
+  int32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  slot_taken_[static_cast<size_t>(slot)] = true;
+  return slot;
+}
+
+bool Core::GiveSlot(int32_t slot) {
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  if (!slot_taken_[static_cast<size_t>(slot)]) return false;
+  slot_taken_[static_cast<size_t>(slot)] = false;
+  free_slots_.push_back(slot);
+  return true;
 }
 
 // ---- worker thread --------------------------------------------------------------------------
@@ -1236,8 +1416,14 @@ Napi::Object RequestToJs(Napi::Env env, const Request& r) {
       o.Set("ino", Num(env, r.ino));
       o.Set("fh", Num(env, r.fh));
       o.Set("offset", Napi::Number::New(env, static_cast<double>(r.off)));
-      // A JS-owned copy (V8-accounted memory): safe to keep after the reply.
-      o.Set("data", Napi::Buffer<char>::Copy(env, r.data.get(), r.data_len));
+      if (r.slot >= 0) {
+        // The data is in slot `slot` of the write pool; JS must hand it back (releaseWriteSlot).
+        o.Set("slot", Napi::Number::New(env, r.slot));
+        o.Set("size", Num(env, r.data_len));
+      } else {
+        // A JS-owned copy (V8-accounted memory): safe to keep after the reply.
+        o.Set("data", Napi::Buffer<char>::Copy(env, r.data.get(), r.data_len));
+      }
       o.Set("writepage", Napi::Boolean::New(env, r.writepage));
       break;
     }
@@ -1307,7 +1493,8 @@ void CallJs(Napi::Env env, Napi::Function fn, Core* core, Event* raw) {
         o.Set("type", "init");
         o.Set("protoMajor", Num(env, ev->conn.proto_major));
         o.Set("protoMinor", Num(env, ev->conn.proto_minor));
-        o.Set("maxWrite", Num(env, ev->conn.max_write));
+        o.Set("maxWrite", Num(env, ev->max_pages > 0 ? kBigWrite : std::min<uint64_t>(ev->conn.max_write, kSmallWrite)));
+        o.Set("maxPages", Num(env, ev->max_pages));
         o.Set("maxReadahead", Num(env, ev->conn.max_readahead));
         o.Set("maxBackground", Num(env, ev->conn.max_background));
         o.Set("capable", Num(env, ev->conn.capable));
@@ -1416,6 +1603,8 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
             InstanceMethod<&FuseSession::ReplyXattrSize>("replyXattrSize"),
             InstanceMethod<&FuseSession::NotifyInvalInode>("notifyInvalInode"),
             InstanceMethod<&FuseSession::NotifyInvalEntry>("notifyInvalEntry"),
+            InstanceMethod<&FuseSession::SetWritePool>("setWritePool"),
+            InstanceMethod<&FuseSession::ReleaseWriteSlot>("releaseWriteSlot"),
             InstanceAccessor<&FuseSession::PendingCount>("pendingCount"),
             InstanceAccessor<&FuseSession::State>("state"),
         });
@@ -1461,6 +1650,49 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     Napi::Promise p = worker->Promise();
     worker->Queue();
     return p;
+  }
+
+  // setWritePool(buffer, slotSize): before mount(); WRITE data of up to slotSize bytes is then
+  // copied into free slots of `buffer` (slot i = bytes [i*slotSize, (i+1)*slotSize)).
+  Napi::Value SetWritePool(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsNumber()) {
+      throw Napi::TypeError::New(env, "setWritePool(buffer, slotSize)");
+    }
+    {
+      std::lock_guard<std::mutex> lk(core_->mu_);
+      if (core_->state_ != Core::State::kIdle || core_->pool_base_ != nullptr) {
+        throw Napi::Error::New(env, "setWritePool: only once, before mount()");
+      }
+    }
+    auto buf = info[0].As<Napi::Buffer<char>>();
+    const double slot = info[1].As<Napi::Number>().DoubleValue();
+    if (!(slot >= 1 && slot <= 16 * 1024 * 1024) || slot != static_cast<double>(static_cast<size_t>(slot))) {
+      throw Napi::RangeError::New(env, "setWritePool: slotSize must be an integer in [1, 16 MiB]");
+    }
+    const size_t slot_size = static_cast<size_t>(slot);
+    const size_t count = buf.Length() / slot_size;
+    if (count == 0 || count > 4096) {
+      throw Napi::RangeError::New(env, "setWritePool: the buffer must hold 1 to 4096 slots");
+    }
+    core_->pool_ref_ = Napi::Persistent(buf);
+    core_->slot_size_ = slot_size;
+    core_->slot_count_ = static_cast<int32_t>(count);
+    core_->free_slots_.clear();
+    core_->slot_taken_.assign(count, false);
+    for (size_t i = count; i > 0; i--) core_->free_slots_.push_back(static_cast<int32_t>(i - 1));
+    core_->pool_base_ = buf.Data();
+    return env.Undefined();
+  }
+
+  // releaseWriteSlot(slot): the write that used this slot is done with its data.
+  Napi::Value ReleaseWriteSlot(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "releaseWriteSlot(slot)");
+    const int32_t slot = info[0].As<Napi::Number>().Int32Value();
+    if (slot < 0 || slot >= core_->slot_count_) throw Napi::RangeError::New(env, "releaseWriteSlot: no such slot");
+    if (!core_->GiveSlot(slot)) throw Napi::Error::New(env, "releaseWriteSlot: slot " + std::to_string(slot) + " is not in use");
+    return env.Undefined();
   }
 
   // unmount(): asks the worker to stop the loop (after earlier notifications); the loop thread

@@ -83,10 +83,15 @@ export interface FuseAdapterEvents {
   unmounted: [UnmountInfo];
 }
 
-/** Largest FUSE write/read: libfuse 2.9's receive buffer is 132 KiB, so 128 KiB is its ceiling. */
-export const FUSE_MAX_WRITE = 131072;
+/**
+ * Largest FUSE WRITE: 1 MiB where the kernel accepts FUSE_MAX_PAGES (protocol 7.28, Linux 4.20;
+ * the binding grants it in the INIT reply), else the kernel sends at most 128 KiB.
+ */
+export const FUSE_MAX_WRITE = 1024 * 1024;
+/** Largest FUSE READ (the max_read mount option). */
+export const FUSE_MAX_READ = 128 * 1024;
 
-/** st_blksize reported for files: applications then read and write in max_write-sized chunks. */
+/** st_blksize reported for files: applications then write in max_write-sized chunks. */
 const BLKSIZE = FUSE_MAX_WRITE;
 /** d_ino of ".." when the parent is not known (libfuse uses the same value). */
 const UNKNOWN_INO = 0xffffffff;
@@ -96,6 +101,12 @@ const AUTO_CACHE_MAX = 100_000;
 /** Reusable read buffers: the largest READ libfuse 2.9 sends, and how many are kept. */
 const READ_BUF_SIZE = 128 * 1024;
 const READ_BUF_POOL = 64;
+/**
+ * WRITE requests whose data the binding can hold in the write pool at once (16 MiB of address
+ * space; slots are reused last-in first-out, so a single writer touches one or two); more in
+ * flight fall back to a buffer per request.
+ */
+const WRITE_SLOTS = 16;
 /** VFS readdir calls one kernel readdir request may make to fill its buffer. */
 const MAX_READDIR_CALLS = 8;
 /** Linux ENOTCONN (not in the core errno table: the VFS never produces it). */
@@ -124,7 +135,7 @@ export function buildMountOptions(o: FuseAdapterOptions): string[] {
     'subtype=bucketgate',
     'big_writes',
     `max_write=${FUSE_MAX_WRITE}`,
-    `max_read=${FUSE_MAX_WRITE}`,
+    `max_read=${FUSE_MAX_READ}`,
   ];
   if (o.allowOther) opts.push('allow_other');
   // default_permissions stays off: the VFS checks permissions with the caller's credentials.
@@ -158,6 +169,8 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   private nextDirFh = 1;
   private readonly stamps = new Map<Ino, CacheStamp>();
   private readonly readBufs: Buffer[] = [];
+  /** Memory the binding copies WRITE data into (WRITE_SLOTS slots of FUSE_MAX_WRITE bytes). */
+  private readonly writePool = Buffer.allocUnsafeSlow(WRITE_SLOTS * FUSE_MAX_WRITE);
 
   constructor(params: FuseAdapterParams) {
     super();
@@ -191,6 +204,7 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   private async doMount(): Promise<void> {
     const addon = loadFuseAddon();
     const session = new addon.FuseSession();
+    session.setWritePool(this.writePool, FUSE_MAX_WRITE);
     this.session = session;
     this.ended = new Promise<UnmountInfo>((resolve) => {
       this.resolveEnded = resolve;
@@ -597,8 +611,23 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   }
 
   private async write(r: FuseRequestOf<'write'>): Promise<void> {
-    const n = await this.vfs.write(r.fh, r.offset, r.data);
-    this.s().replyWrite(r.id, n);
+    const s = this.s();
+    const slot = r.slot;
+    if (slot === undefined) {
+      if (!r.data) throw new FsError('EIO', 'write', undefined, { message: 'write request without data' });
+      s.replyWrite(r.id, await this.vfs.write(r.fh, r.offset, r.data));
+      return;
+    }
+    // The data lives in the binding's write pool: the slot goes back once the VFS is done with
+    // it (the VFS does not keep write buffers), whatever the outcome.
+    const start = slot * FUSE_MAX_WRITE;
+    let n: number;
+    try {
+      n = await this.vfs.write(r.fh, r.offset, this.writePool.subarray(start, start + (r.size ?? 0)));
+    } finally {
+      s.releaseWriteSlot(slot);
+    }
+    s.replyWrite(r.id, n);
   }
 
   private async release(r: FuseRequestOf<'release'>): Promise<void> {

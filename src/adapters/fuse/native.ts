@@ -63,8 +63,19 @@ export interface FuseRequestFields {
   open: { ino: number; flags: number };
   opendir: { ino: number; flags: number };
   read: { ino: number; fh: number; offset: number; size: number };
-  /** data: a JS-owned copy. */
-  write: { ino: number; fh: number; offset: number; data: Buffer; writepage: boolean };
+  /**
+   * data: a JS-owned copy; or, with a write pool (setWritePool), `slot` and `size`: the data is
+   * bytes [slot*slotSize, slot*slotSize+size) of the pool, until releaseWriteSlot(slot).
+   */
+  write: {
+    ino: number;
+    fh: number;
+    offset: number;
+    data?: Buffer;
+    slot?: number;
+    size?: number;
+    writepage: boolean;
+  };
   flush: { ino: number; fh: number };
   release: { ino: number; fh: number; flags: number };
   releasedir: { ino: number; fh: number; flags: number };
@@ -144,7 +155,10 @@ export interface FuseInitEvent {
   type: 'init';
   protoMajor: number;
   protoMinor: number;
+  /** Largest WRITE the kernel will send (1 MiB with maxPages 256, else 128 KiB). */
   maxWrite: number;
+  /** Pages per request granted with FUSE_MAX_PAGES in the INIT reply; 0 = the kernel's 32. */
+  maxPages: number;
   maxReadahead: number;
   maxBackground: number;
   capable: number;
@@ -183,6 +197,13 @@ export interface NativeFuseSession {
     onRequest: (req: FuseRequest) => void,
     onEvent: (ev: FuseEvent) => void,
   ): Promise<{ mountpoint: string }>;
+  /**
+   * Before mount(): copy WRITE data of up to `slotSize` bytes into free slots of `pool` instead of
+   * allocating a buffer per request (requests then carry `slot`; see FuseRequest 'write').
+   */
+  setWritePool(pool: Buffer, slotSize: number): void;
+  /** The write that used `slot` is done with its data; throws if the slot is not in use. */
+  releaseWriteSlot(slot: number): void;
   /**
    * Stop the session loop (after notifications queued before) and lazily detach the mount
    * point. Completion is the 'unmounted' event. Returns false when not running.
