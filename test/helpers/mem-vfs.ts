@@ -101,6 +101,7 @@ export class MemVfs implements Vfs {
   readonly readOnly: boolean;
   readonly calls: CallRecord[] = [];
   readonly writeSizes: number[] = [];
+  readonly readSizes: number[] = [];
   /** Number of read() calls (to tell page-cache hits from VFS reads). */
   reads = 0;
   /** name -> milliseconds: lookups of that name wait this long. */
@@ -415,6 +416,7 @@ export class MemVfs implements Vfs {
   }
 
   async read(fh: Fh, offset: number, length: number): Promise<Buffer> {
+    this.readSizes.push(length);
     this.reads++;
     const h = this.handle(fh, 'read');
     if ((h.flags & O_ACCMODE) === O_WRONLY) throw err('EBADF', 'read');

@@ -154,7 +154,7 @@ describe.runIf(canRun)('FUSE adapter over a memory VFS', () => {
     const out = await ok(`findmnt -n -o SOURCE,FSTYPE,OPTIONS ${q(mnt)}`);
     expect(out).toMatch(/^bucketgate:test\s+fuse\.bucketgate\s+/);
     expect(out).toContain('allow_other');
-    expect(out).toContain('max_read=131072');
+    expect(out).toContain('max_read=1048576');
     expect(out).not.toContain('default_permissions');
     // The binding grants 1 MiB requests (FUSE_MAX_PAGES) on kernels that offer protocol 7.28+.
     const big = (adapter.connection?.protoMinor ?? 0) >= 28;
@@ -197,6 +197,18 @@ describe.runIf(canRun)('FUSE adapter over a memory VFS', () => {
       files.map((f, i) => `dd if=${q(`${src}.${i}`)} of=${q(f)} bs=1M status=none &`).join(' ') + ' wait',
     );
     for (const [i, f] of files.entries()) await ok(`cmp ${q(`${src}.${i}`)} ${q(f)}`);
+  });
+
+  it('raises the kernel read-ahead so that sequential reads arrive as 1 MiB READs', async () => {
+    if ((adapter.connection?.maxPages ?? 0) === 0) return; // kernel without FUSE_MAX_PAGES
+    const dev = (await ok(`mountpoint -d ${q(mnt)}`)).trim();
+    expect(await ok(`cat /sys/class/bdi/${dev}/read_ahead_kb`)).toBe('1024\n');
+    const f = join(mnt, 'dd.bin');
+    // Drop the file's pages (it was written through the page cache), then read it in order.
+    await ok(`dd if=${q(f)} iflag=nocache count=0 status=none`);
+    vfs.readSizes.length = 0;
+    await ok(`cmp ${q(join(base, 'dd-src.bin'))} ${q(f)}`);
+    expect(Math.max(...vfs.readSizes)).toBe(1 << 20);
   });
 
   it('keeps explicit times with nanosecond precision, atime and mtime separately', async () => {
