@@ -363,13 +363,17 @@ export class FakeVfs implements Vfs {
     return h;
   }
 
-  async read(fh: Fh, offset: number, length: number): Promise<Buffer> {
+  async read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
     this.counters.read++;
     if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));
     const h = this.handle(fh, 'read');
     const n = this.node(h.ino, 'read');
     if (offset >= n.size) return Buffer.alloc(0);
-    return n.data.subarray(offset, Math.min(n.size, offset + length));
+    const data = n.data.subarray(offset, Math.min(n.size, offset + length));
+    // Like the real VFS: the caller's buffer is filled and returned when it is big enough.
+    if (scratch === undefined || scratch.length < data.length) return data;
+    data.copy(scratch);
+    return scratch.subarray(0, data.length);
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

@@ -118,6 +118,14 @@ export class RpcTestClient {
     }
   }
 
+  /** Stop / restart reading replies from the socket (the server then sees back-pressure). */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
   sendRaw(bytes: Uint8Array): void {
     this.socket.write(bytes);
   }

@@ -165,6 +165,26 @@ describe('RPC layer', () => {
     expect(b.resok!.eof).toBe(true);
   });
 
+  it('READ replies stay intact when the client reads slowly (pooled read buffers)', async () => {
+    // 40 pipelined 256 KiB READs at different offsets while the client does not read: the
+    // server's socket buffer fills, so replies wait in it; a read buffer reused before its
+    // reply was written would show up as another offset's bytes.
+    const all = vfs.content(vfs.resolvePath('big.bin').ino);
+    const size = 256 * 1024;
+    const offsets = Array.from({ length: 40 }, (_, i) => ((i * 7) % 8) * size);
+    c.pauseReading();
+    const replies = offsets.map((o) =>
+      c.nfs<m.Nfsv3ReadResponse>(NfsProc.READ, new m.Nfsv3ReadRequest(fh(bigH), BigInt(o), size)),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    c.resumeReading();
+    const got = await Promise.all(replies);
+    got.forEach((r, i) => {
+      const o = offsets[i]!;
+      expect(Buffer.from(r.resok!.data).equals(all.subarray(o, o + size))).toBe(true);
+    });
+  });
+
   it('accepts calls split into several fragments', async () => {
     const xid = c.newXid();
     const p = c.expect(xid);

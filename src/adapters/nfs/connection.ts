@@ -13,7 +13,16 @@ import { ReplyWriter } from './codec.js';
 import { RecordDecoder, RecordError } from './record.js';
 import { normalizeAddress } from './policy.js';
 
-export type Reply = Uint8Array | Uint8Array[];
+/**
+ * A reply whose buffers come from a pool: `release` is called once the socket has taken them
+ * (written, or failed/closed), after which they may be reused.
+ */
+export interface PooledReply {
+  readonly parts: Uint8Array[];
+  release(): void;
+}
+
+export type Reply = Uint8Array | Uint8Array[] | PooledReply;
 
 export interface ConnInfo {
   readonly id: number;
@@ -161,6 +170,10 @@ export class RpcConnection implements ConnInfo {
   }
 
   send(reply: Reply): void {
+    if (!(reply instanceof Uint8Array) && !Array.isArray(reply)) {
+      this.sendPooled(reply);
+      return;
+    }
     if (this.closed || this.socket.destroyed) return;
     if (reply instanceof Uint8Array) {
       this.socket.write(reply);
@@ -168,6 +181,22 @@ export class RpcConnection implements ConnInfo {
     }
     this.socket.cork();
     for (const b of reply) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  private sendPooled(reply: PooledReply): void {
+    if (this.closed || this.socket.destroyed || reply.parts.length === 0) {
+      reply.release();
+      return;
+    }
+    this.socket.cork();
+    const last = reply.parts.length - 1;
+    // Node calls a write's callback once its data is handed to the kernel, or with an error
+    // when the socket fails or is destroyed first: either way the buffers are free after it.
+    reply.parts.forEach((b, i) => {
+      if (i === last) this.socket.write(b, () => reply.release());
+      else this.socket.write(b);
+    });
     this.socket.uncork();
   }
 

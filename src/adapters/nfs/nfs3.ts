@@ -52,7 +52,11 @@ import type { ReplyWriter } from './codec.js';
 import { xdrPad } from './codec.js';
 
 /** A reply: one record, or several buffers forming one record (zero-copy READ). */
-export type Reply = Uint8Array | Uint8Array[];
+export type { Reply } from './connection.js';
+import type { Reply } from './connection.js';
+
+/** READ buffers kept for reuse (MAX_IO each): a fresh 1 MiB buffer per READ made V8 collect often. */
+const READ_POOL = 16;
 
 const NFS_ATTR_BYTES = 84;
 const POST_OP_BYTES = 4 + NFS_ATTR_BYTES;
@@ -128,6 +132,7 @@ export class Nfs3Program {
   private readonly decoder = strictNames(new Nfsv3Decoder());
   private readonly core: NfsCore;
   private readonly zeroCopyRead: boolean;
+  private readonly readBufs: Buffer[] = [];
 
   /**
    * @param zeroCopyRead write READ data to the socket as its own buffer instead of copying it into
@@ -386,34 +391,54 @@ export class Nfs3Program {
       const size = t.attr.size;
       let data: Uint8Array = new Uint8Array(0);
       let eof: boolean;
-      if (req.offset >= BigInt(size) || count === 0) {
-        eof = req.offset >= BigInt(size);
-      } else {
-        const offset = Number(req.offset);
-        const lease = await this.core.openFiles.acquire(t.exp.vfs, t.exp.exportId, t.ino, 'r', t.cred);
-        try {
-          data = await t.exp.vfs.read(lease.fh, offset, Math.min(count, size - offset));
-        } finally {
-          lease.release();
+      // Zero-copy replies read into a pooled buffer that goes back once the socket has it.
+      let buf: Buffer | undefined;
+      const giveBack = (): void => {
+        if (buf !== undefined && this.readBufs.length < READ_POOL) this.readBufs.push(buf);
+        buf = undefined;
+      };
+      try {
+        if (req.offset >= BigInt(size) || count === 0) {
+          eof = req.offset >= BigInt(size);
+        } else {
+          const offset = Number(req.offset);
+          const lease = await this.core.openFiles.acquire(t.exp.vfs, t.exp.exportId, t.ino, 'r', t.cred);
+          try {
+            if (this.zeroCopyRead) buf = this.readBufs.pop() ?? Buffer.allocUnsafeSlow(MAX_IO);
+            data = await t.exp.vfs.read(lease.fh, offset, Math.min(count, size - offset), buf);
+          } finally {
+            lease.release();
+          }
+          if (data.length > count) data = data.subarray(0, count);
+          eof = offset + data.length >= size;
         }
-        if (data.length > count) data = data.subarray(0, count);
-        eof = offset + data.length >= size;
-      }
-      const res = new m.Nfsv3ReadResponse(
-        Nfs3Stat.OK,
-        new m.Nfsv3ReadResOk(postOp(t.attr, t.exp.fsid), data.length, eof, EMPTY),
-      );
-      if (!this.zeroCopyRead) {
-        const full = new m.Nfsv3ReadResponse(
+        const res = new m.Nfsv3ReadResponse(
           Nfs3Stat.OK,
-          new m.Nfsv3ReadResOk(postOp(t.attr, t.exp.fsid), data.length, eof, data),
+          new m.Nfsv3ReadResOk(postOp(t.attr, t.exp.fsid), data.length, eof, EMPTY),
         );
-        return w.nfsReply(xid, NfsProc.READ, full, data.length + 256);
+        if (!this.zeroCopyRead) {
+          const full = new m.Nfsv3ReadResponse(
+            Nfs3Stat.OK,
+            new m.Nfsv3ReadResOk(postOp(t.attr, t.exp.fsid), data.length, eof, data),
+          );
+          return w.nfsReply(xid, NfsProc.READ, full, data.length + 256);
+        }
+        const head = w.readReplyHead(xid, NfsProc.READ, res, data.length);
+        if (data.length === 0) return head;
+        const pad = xdrPad(data.length);
+        const parts = pad.length > 0 ? [head, data, pad] : [head, data];
+        if (buf === undefined) return parts;
+        const pooled = buf;
+        buf = undefined;
+        return {
+          parts,
+          release: () => {
+            if (this.readBufs.length < READ_POOL) this.readBufs.push(pooled);
+          },
+        };
+      } finally {
+        giveBack();
       }
-      const head = w.readReplyHead(xid, NfsProc.READ, res, data.length);
-      if (data.length === 0) return head;
-      const pad = xdrPad(data.length);
-      return pad.length > 0 ? [head, data, pad] : [head, data];
     } catch (e) {
       const st = this.status(e, NfsProc.READ);
       const res = new m.Nfsv3ReadResponse(st, undefined, new m.Nfsv3ReadResFail(this.post(t, t?.attr)));
