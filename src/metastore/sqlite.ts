@@ -174,10 +174,6 @@ export class SqliteMetaStore implements MetaStore {
     this.db.pragma('journal_mode = WAL');
     // NORMAL in WAL mode: a commit survives a process crash (kill -9); fsync happens at checkpoints.
     this.db.pragma('synchronous = NORMAL');
-    // Only the daemon that serves the share opens its database: holding the lock for the whole
-    // session spares two file-lock calls per transaction (a WRITE or a create is one each), and
-    // a second daemon on the same cache directory fails at once instead of sharing it.
-    this.db.pragma('locking_mode = EXCLUSIVE');
     this.db.pragma('foreign_keys = OFF');
     this.db.defaultSafeIntegers(true);
     this.migrate(opts.root);
