@@ -1,5 +1,5 @@
 /**
- * HEAD requests without the SDK's per-command middleware stack.
+ * HEAD requests, and single-request PUTs, without the SDK's per-command middleware stack.
  *
  * A cold `ls -l` of a directory of foreign objects sends one HeadObject per file (their POSIX
  * metadata lives only in the object metadata). Through the SDK each costs ~1.5 ms of CPU on the
@@ -15,6 +15,14 @@
  * request through the SDK, which maps, retries and reports it exactly as before. A request that
  * times out fails at once with a TimeoutError (transient), so that a hung server does not cost
  * the SDK's timeouts on top.
+ *
+ * PUT of a whole small object works the same way, for the same reason (every small file written
+ * through the mount is one PUT; the SDK's share of its CPU competed with the file system's own
+ * work): the payload's SHA-256 is signed, Content-MD5 and the metadata, content type and
+ * conditional headers are those the SDK would send, and only 200 with an ETag is answered here.
+ * Anything else returns `undefined` and the caller sends the PUT again through the SDK, which
+ * maps the error (412 = precondition, 403, ...) and retries as before; a PUT may thus reach the
+ * server twice, like an SDK retry after a lost answer.
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import http from 'node:http';
@@ -27,6 +35,7 @@ type Credentials = ConstructorParameters<typeof SignatureV4>[0]['credentials'];
 type SourceData = string | ArrayBuffer | ArrayBufferView;
 
 const USER_AGENT = 'bucketgate (lean HEAD)';
+const USER_AGENT_PUT = 'bucketgate (lean PUT)';
 
 /** SHA-256 of the empty payload, sent as x-amz-content-sha256 (and signed). */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -91,6 +100,14 @@ export class LeanHead {
     });
   }
 
+  private request(
+    isHttps: boolean,
+    options: http.RequestOptions,
+    onResponse: (res: http.IncomingMessage) => void,
+  ): http.ClientRequest {
+    return (isHttps ? https : http).request(options, onResponse);
+  }
+
   /** The head, null for 404, undefined when the SDK should answer instead. */
   async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null | undefined> {
     const u = this.url;
@@ -142,6 +159,79 @@ export class LeanHead {
       // Any other failure (a keep-alive socket the server had closed, an abort): the SDK retries.
       r.on('error', (e) => (timedOut ? reject(e) : resolve(undefined)));
       r.end();
+    });
+  }
+
+  /**
+   * PUT `body` as the whole object. `headers`: content-md5, x-amz-meta-*, content-type,
+   * if-match / if-none-match (lower-case names). Resolves with the ETag (unquoted) on 200,
+   * undefined when the SDK should send it instead.
+   */
+  async put(
+    key: string,
+    body: Buffer,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    const u = this.url;
+    const req: SignInput = {
+      method: 'PUT',
+      protocol: u.protocol,
+      hostname: u.hostname,
+      ...(u.port !== '' ? { port: Number(u.port) } : {}),
+      path: this.basePath + key.split('/').map(encodeSegment).join('/'),
+      query: {},
+      headers: {
+        ...headers,
+        host: u.host,
+        'content-length': String(body.length),
+        'x-amz-content-sha256': createHash('sha256').update(body).digest('hex'),
+      },
+    };
+    let signed: SignInput;
+    try {
+      signed = await this.signer.sign(req);
+    } catch {
+      return undefined;
+    }
+    const isHttps = u.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      let timedOut = false;
+      let r: http.ClientRequest;
+      try {
+        r = this.request(
+          isHttps,
+          {
+            method: 'PUT',
+            hostname: u.hostname,
+            ...(u.port !== '' ? { port: Number(u.port) } : {}),
+            path: signed.path,
+            headers: { ...signed.headers, 'user-agent': USER_AGENT_PUT },
+            agent: isHttps ? this.o.httpsAgent : this.o.httpAgent,
+            ...(signal !== undefined ? { signal } : {}),
+            ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
+          },
+          (res) => {
+            res.resume();
+            const etag = res.headers.etag;
+            if (res.statusCode !== 200 || etag === undefined || etag === '') return resolve(undefined);
+            res.on('end', () => resolve(etag.replace(/^"|"$/g, '')));
+            res.on('error', () => resolve(undefined));
+          },
+        );
+      } catch {
+        // A header Node refuses (it validates names and values): let the SDK send it.
+        resolve(undefined);
+        return;
+      }
+      r.on('timeout', () => {
+        timedOut = true;
+        const e = new Error(`PUT ${key}: no answer in ${this.o.timeoutMs} ms`);
+        e.name = 'TimeoutError';
+        r.destroy(e);
+      });
+      r.on('error', (e) => (timedOut ? reject(e) : resolve(undefined)));
+      r.end(body);
     });
   }
 }

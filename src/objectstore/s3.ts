@@ -835,7 +835,23 @@ export class S3ObjectStore implements ObjectStore {
       ...this.checksumFields(localMd5, crc),
       ...conditionalFields(opts),
     };
+    const leanHeaders =
+      this.lean !== undefined && crc === undefined ? leanPutHeaders(input, localMd5) : undefined;
     return this.withRetries('put', key, signal, async () => {
+      if (leanHeaders !== undefined && this.lean !== undefined) {
+        if (signal?.aborted === true)
+          throw new ObjectStoreError('aborted', 'put', key, 'aborted before the request');
+        let etag: string | undefined;
+        try {
+          etag = await this.lean.put(key, data, leanHeaders, signal);
+        } catch (e) {
+          throw toObjectStoreError(e, 'put', key, signal);
+        }
+        if (etag !== undefined) {
+          this.verifyPart('put', key, etag, localMd5, undefined, undefined);
+          return { etag };
+        }
+      }
       const res = await this.call('put', key, signal, () =>
         this.client.send(new PutObjectCommand(input), this.opts(signal)),
       );
@@ -1397,6 +1413,16 @@ async function readBody(body: Readable, length: number | undefined, scratch?: Bu
 
 function destroyBody(body: unknown): void {
   if (body instanceof Readable) body.destroy();
+}
+
+/** The headers the SDK sends for a PutObject with Content-MD5, for the lean path. */
+function leanPutHeaders(input: PutObjectCommandInput, localMd5: Buffer): Record<string, string> {
+  const h: Record<string, string> = { 'content-md5': localMd5.toString('base64') };
+  for (const [k, v] of Object.entries(input.Metadata ?? {})) h[`x-amz-meta-${k.toLowerCase()}`] = v;
+  if (input.ContentType !== undefined) h['content-type'] = input.ContentType;
+  if (input.IfMatch !== undefined) h['if-match'] = input.IfMatch;
+  if (input.IfNoneMatch !== undefined) h['if-none-match'] = input.IfNoneMatch;
+  return h;
 }
 
 /** If-Match / If-None-Match headers of a conditional write. */

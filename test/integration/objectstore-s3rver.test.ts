@@ -698,6 +698,72 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it("PUT of a small object: signed payload, the SDK's headers, same object as through the SDK", async () => {
+    const proxy = await startProxy(s3.endpoint, () => undefined);
+    const lean = storeFor(s3, 'md5', { endpoint: proxy.endpoint });
+    const sdk = storeFor(s3, 'md5', { endpoint: proxy.endpoint, leanHead: false });
+    try {
+      for (const key of ['lean-put/plain', 'lean-put/sp ace+plus%pct', 'lean-put/ünï 日本']) {
+        const data = randomBytes(5000);
+        const meta = { 'bg-mode': '100644', 'bg-uid': '1234' };
+        proxy.seen.length = 0;
+        const a = await lean.put(key, data, { metadata: meta, contentType: 'application/x-test' });
+        await sdk.put(`${key}.sdk`, data, { metadata: meta, contentType: 'application/x-test' });
+        const [leanReq, sdkReq] = proxy.seen;
+        expect(proxy.seen.map((r) => r.method)).toEqual(['PUT', 'PUT']);
+        expect(leanReq!.url).toBe(sdkReq!.url.split('?')[0]!.replace(/\.sdk$/, ''));
+        expect(leanReq!.headers['user-agent']).toMatch(/^bucketgate/);
+        expect(leanReq!.body.equals(data)).toBe(true);
+        expect(leanReq!.headers['x-amz-content-sha256']).toBe(
+          createHash('sha256').update(data).digest('hex'),
+        );
+        for (const h of ['content-md5', 'content-type', 'x-amz-meta-bg-mode', 'x-amz-meta-bg-uid'])
+          expect(leanReq!.headers[h]).toBe(sdkReq!.headers[h]);
+        expect(leanReq!.headers.authorization).toBe(
+          expectedAuthorization(leanReq!, s3.secretAccessKey, 'us-east-1'),
+        );
+        const [h1, h2] = [await sdk.head(key), await sdk.head(`${key}.sdk`)];
+        expect(h1).toEqual({ ...h2, key, lastModified: h1?.lastModified });
+        expect(a.etag).toBe(h1?.etag);
+        expect((await sdk.getRange(key, 0, data.length)).equals(data)).toBe(true);
+      }
+    } finally {
+      lean.destroy();
+      sdk.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('PUT: any answer but 200 goes back through the SDK (conditional 412, 403, 503 then success)', async () => {
+    let fail503 = 0;
+    const proxy = await startProxy(s3.endpoint, (r) => {
+      if (r.method !== 'PUT') return undefined;
+      if (r.headers['if-none-match'] === '*') return { respond: { status: 412, code: 'PreconditionFailed' } };
+      if (r.url.includes('err403')) return { respond: { status: 403, code: 'AccessDenied' } };
+      if (r.url.includes('err503') && fail503++ < 1) return { respond: { status: 503, code: 'SlowDown' } };
+      return undefined;
+    });
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint, maxAttempts: 2 });
+    try {
+      await expect(
+        store.put('cond', Buffer.from('x'), { metadata: {}, ifNoneMatch: true }),
+      ).rejects.toMatchObject({ kind: 'precondition' });
+      expect(
+        proxy.seen.filter((r) => r.url.split('?')[0]!.endsWith('/cond')).map((r) => r.headers['user-agent']),
+      ).toEqual([expect.stringMatching(/^bucketgate/), expect.not.stringMatching(/^bucketgate/)]);
+      await expect(store.put('err403', Buffer.from('x'), { metadata: {} })).rejects.toMatchObject({
+        kind: 'denied',
+      });
+      proxy.seen.length = 0;
+      const { etag } = await store.put('err503', Buffer.from('y'), { metadata: {} });
+      expect(etag).toBe(createHash('md5').update('y').digest('hex'));
+      expect(proxy.seen.length).toBe(2); // lean 503, SDK succeeds
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
   it('a server that does not answer fails at the timeout as a transient error', async () => {
     const silent = http.createServer(() => undefined); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
@@ -707,6 +773,11 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
       const t0 = Date.now();
       await expect(store.head('x')).rejects.toMatchObject({ kind: 'transient' });
       expect(Date.now() - t0).toBeLessThan(5000);
+      const t1 = Date.now();
+      await expect(store.put('x', Buffer.from('x'), { metadata: {} })).rejects.toMatchObject({
+        kind: 'transient',
+      });
+      expect(Date.now() - t1).toBeLessThan(5000);
     } finally {
       store.destroy();
       silent.closeAllConnections();
