@@ -113,7 +113,7 @@ async function summariseProfiles(dir: string, marks: Mark[], log: (s: string) =>
           const fromUs = m.from * 1e6;
           const toUs = m.to * 1e6;
           if (m.system !== system || fromUs < p.startTime || toUs > p.endTime) continue;
-          const w = summarizeProfile(p, { topN: 12, fromUs, toUs, own: ownCode });
+          const w = summarizeProfile(p, { topN: Number(process.env.BG_PROFILE_TOP ?? 12), fromUs, toUs, own: ownCode });
           lines.push(
             `### ${sub} / ${m.workload}: ${(m.to - m.from).toFixed(2)} s wall, ${(w.busyMs / 1000).toFixed(2)} s busy in the daemon`,
             '',
