@@ -100,66 +100,87 @@ export class LeanHead {
     });
   }
 
-  private request(
-    isHttps: boolean,
-    options: http.RequestOptions,
-    onResponse: (res: http.IncomingMessage) => void,
-  ): http.ClientRequest {
-    return (isHttps ? https : http).request(options, onResponse);
-  }
-
-  /** The head, null for 404, undefined when the SDK should answer instead. */
-  async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null | undefined> {
+  /**
+   * Sign and send one request; `onResponse` settles the result from the answer. Resolves
+   * undefined when it cannot be signed or sent (the SDK then repeats it), rejects with a
+   * TimeoutError when the server does not answer in time.
+   */
+  private async send<T>(
+    method: 'HEAD' | 'PUT',
+    key: string,
+    headers: Record<string, string>,
+    body: Buffer | undefined,
+    signal: AbortSignal | undefined,
+    onResponse: (res: http.IncomingMessage, resolve: (v: T | undefined) => void) => void,
+  ): Promise<T | undefined> {
     const u = this.url;
-    const req: SignInput = {
-      method: 'HEAD',
-      protocol: u.protocol,
-      hostname: u.hostname,
-      ...(u.port !== '' ? { port: Number(u.port) } : {}),
-      path: this.basePath + key.split('/').map(encodeSegment).join('/'),
-      query: {},
-      headers: { host: u.host, 'x-amz-content-sha256': EMPTY_SHA256 },
-    };
     let signed: SignInput;
     try {
-      signed = await this.signer.sign(req);
+      signed = await this.signer.sign({
+        method,
+        protocol: u.protocol,
+        hostname: u.hostname,
+        ...(u.port !== '' ? { port: Number(u.port) } : {}),
+        path: this.basePath + key.split('/').map(encodeSegment).join('/'),
+        query: {},
+        headers: { ...headers, host: u.host },
+      });
     } catch {
       return undefined; // no credentials yet, or a provider error: the SDK reports it
     }
     const isHttps = u.protocol === 'https:';
-    return new Promise((resolve, reject) => {
+    return new Promise<T | undefined>((resolve, reject) => {
       let timedOut = false;
-      const r = (isHttps ? https : http).request(
-        {
-          method: 'HEAD',
-          hostname: u.hostname,
-          ...(u.port !== '' ? { port: Number(u.port) } : {}),
-          path: signed.path,
-          headers: { ...signed.headers, 'user-agent': USER_AGENT },
-          agent: isHttps ? this.o.httpsAgent : this.o.httpAgent,
-          ...(signal !== undefined ? { signal } : {}),
-          ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
-        },
-        (res) => {
-          res.resume();
-          const status = res.statusCode ?? 0;
-          if (status === 404) return resolve(null);
-          if (status !== 200) return resolve(undefined);
-          resolve(parseHead(key, res.headers));
-        },
-      );
+      let r: http.ClientRequest;
+      try {
+        r = (isHttps ? https : http).request(
+          {
+            method,
+            hostname: u.hostname,
+            ...(u.port !== '' ? { port: Number(u.port) } : {}),
+            path: signed.path,
+            headers: { ...signed.headers, 'user-agent': method === 'PUT' ? USER_AGENT_PUT : USER_AGENT },
+            agent: isHttps ? this.o.httpsAgent : this.o.httpAgent,
+            ...(signal !== undefined ? { signal } : {}),
+            ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
+          },
+          (res) => onResponse(res, resolve),
+        );
+      } catch {
+        // A header Node refuses (it validates names and values): let the SDK send it.
+        resolve(undefined);
+        return;
+      }
       r.on('timeout', () => {
         // A hung server: fail now (a transient error the caller retries) rather than wait for
         // the SDK's timeouts on top.
         timedOut = true;
-        const e = new Error(`HEAD ${key}: no answer in ${this.o.timeoutMs} ms`);
+        const e = new Error(`${method} ${key}: no answer in ${this.o.timeoutMs} ms`);
         e.name = 'TimeoutError';
         r.destroy(e);
       });
       // Any other failure (a keep-alive socket the server had closed, an abort): the SDK retries.
       r.on('error', (e) => (timedOut ? reject(e) : resolve(undefined)));
-      r.end();
+      r.end(body);
     });
+  }
+
+  /** The head, null for 404, undefined when the SDK should answer instead. */
+  async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null | undefined> {
+    return this.send<ObjectHead | null>(
+      'HEAD',
+      key,
+      { 'x-amz-content-sha256': EMPTY_SHA256 },
+      undefined,
+      signal,
+      (res, resolve) => {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        if (status === 404) return resolve(null);
+        if (status !== 200) return resolve(undefined);
+        resolve(parseHead(key, res.headers));
+      },
+    );
   }
 
   /**
@@ -173,66 +194,24 @@ export class LeanHead {
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<string | undefined> {
-    const u = this.url;
-    const req: SignInput = {
-      method: 'PUT',
-      protocol: u.protocol,
-      hostname: u.hostname,
-      ...(u.port !== '' ? { port: Number(u.port) } : {}),
-      path: this.basePath + key.split('/').map(encodeSegment).join('/'),
-      query: {},
-      headers: {
+    return this.send<string>(
+      'PUT',
+      key,
+      {
         ...headers,
-        host: u.host,
         'content-length': String(body.length),
         'x-amz-content-sha256': createHash('sha256').update(body).digest('hex'),
       },
-    };
-    let signed: SignInput;
-    try {
-      signed = await this.signer.sign(req);
-    } catch {
-      return undefined;
-    }
-    const isHttps = u.protocol === 'https:';
-    return new Promise((resolve, reject) => {
-      let timedOut = false;
-      let r: http.ClientRequest;
-      try {
-        r = this.request(
-          isHttps,
-          {
-            method: 'PUT',
-            hostname: u.hostname,
-            ...(u.port !== '' ? { port: Number(u.port) } : {}),
-            path: signed.path,
-            headers: { ...signed.headers, 'user-agent': USER_AGENT_PUT },
-            agent: isHttps ? this.o.httpsAgent : this.o.httpAgent,
-            ...(signal !== undefined ? { signal } : {}),
-            ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
-          },
-          (res) => {
-            res.resume();
-            const etag = res.headers.etag;
-            if (res.statusCode !== 200 || etag === undefined || etag === '') return resolve(undefined);
-            res.on('end', () => resolve(etag.replace(/^"|"$/g, '')));
-            res.on('error', () => resolve(undefined));
-          },
-        );
-      } catch {
-        // A header Node refuses (it validates names and values): let the SDK send it.
-        resolve(undefined);
-        return;
-      }
-      r.on('timeout', () => {
-        timedOut = true;
-        const e = new Error(`PUT ${key}: no answer in ${this.o.timeoutMs} ms`);
-        e.name = 'TimeoutError';
-        r.destroy(e);
-      });
-      r.on('error', (e) => (timedOut ? reject(e) : resolve(undefined)));
-      r.end(body);
-    });
+      body,
+      signal,
+      (res, resolve) => {
+        res.resume();
+        const etag = res.headers.etag;
+        if (res.statusCode !== 200 || etag === undefined || etag === '') return resolve(undefined);
+        res.on('end', () => resolve(etag.replace(/^"|"$/g, '')));
+        res.on('error', () => resolve(undefined));
+      },
+    );
   }
 }
 
