@@ -161,7 +161,9 @@ describe.runIf(canRun)('FUSE adapter over a memory VFS', () => {
     expect(adapter.connection?.maxPages).toBe(big ? 256 : 0);
     expect(adapter.connection?.maxWrite).toBe(big ? 1 << 20 : 131072);
     expect(adapter.mounted).toBe(true);
-    // The slow lookup started in beforeAll is in flight while other requests are served.
+    // The slow lookup started in beforeAll is in flight while other requests are served (wait
+    // until the stat process it runs in has reached the daemon: spawning it takes a moment).
+    expect(await until(() => vfs.slowLookupsInFlight > 0)).toBe(true);
     expect(adapter.pendingRequests).toBeGreaterThanOrEqual(1);
   });
 
