@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { resolveAdminSocket } from '../../src/daemon/admin.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = join(ROOT, 'bin', 'bucketgate');
@@ -96,6 +97,24 @@ export async function startDaemon(
         throw new Error(`bucketgate did not mount ${mountpoint} in time:\n${out}`);
       }
       await new Promise((r) => setTimeout(r, 100));
+    }
+    // The mount answers a little before the share is fully started: with --admin-dir, ready
+    // also means its admin socket is there (status, flush and refresh go through it).
+    const i = args.indexOf('--admin-dir');
+    const adminDir = i >= 0 ? args[i + 1] : undefined;
+    while (adminDir !== undefined) {
+      const found = await resolveAdminSocket(adminDir, mountpoint).then(
+        () => true,
+        () => false,
+      );
+      if (found) break;
+      if (proc.exitCode !== null)
+        throw new Error(`bucketgate exited (${proc.exitCode}) after mounting:\n${out}`);
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`bucketgate mounted ${mountpoint} but its admin socket did not appear:\n${out}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
   return d;
