@@ -298,12 +298,30 @@ export class Uploader {
       result = { etag: r.etag, remoteKey: key, remoteSize: 0, bytes: 0 };
     } else if (node.state !== 'dirty' && node.remoteKey !== null) {
       // Metadata only (or a path change of clean data): server-side copy, no data transfer.
-      const r = await this.store.copy(node.remoteKey, key, {
-        size: node.remoteSize ?? node.size,
-        metadata,
-        signal,
-      });
-      result = { etag: r.etag, remoteKey: key, remoteSize: node.remoteSize ?? node.size, bytes: 0 };
+      try {
+        const r = await this.store.copy(node.remoteKey, key, {
+          size: node.remoteSize ?? node.size,
+          metadata,
+          signal,
+        });
+        result = { etag: r.etag, remoteKey: key, remoteSize: node.remoteSize ?? node.size, bytes: 0 };
+      } catch (e) {
+        // The server cannot copy its object (a 5xx, e.g. s3rver after a PUT of the same key was
+        // cut off by a crash of ours). When the whole content is cached here, upload it instead:
+        // the result is the same object, and a copy that keeps failing would block the file's
+        // upload (and every flush) for good.
+        const size = node.remoteSize ?? node.size;
+        const cached =
+          node.type === 'file' &&
+          this.cache.has(ino) &&
+          this.cache.missing(ino, 0, size, { count: false }).length === 0;
+        if (!cached || !(e instanceof ObjectStoreError) || e.kind !== 'transient' || signal.aborted) throw e;
+        this.log.warn('server-side copy failed; uploading the cached data instead', {
+          path: this.tree.pathOf(ino),
+          error: e.message,
+        });
+        result = await this.uploadData(node, key, metadata, signal);
+      }
     } else if (node.type === 'symlink') {
       const body = Buffer.from(node.symlink ?? '', 'utf8');
       const r = await this.guardedPut(node, key, body, { metadata, signal });

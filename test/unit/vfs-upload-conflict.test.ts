@@ -122,3 +122,24 @@ describe('namespace changes and uploads re-queued behind them', () => {
     expect(store.keys()).toEqual([]);
   });
 });
+
+describe('metadata-only uploads', () => {
+  it('a server-side copy that keeps failing falls back to uploading the cached data', async () => {
+    const store = new MemoryObjectStore();
+    const t = await createTestVfs({ store });
+    open.push(t);
+    await write(t, 'm', 'content of m');
+    await t.vfs.flushAll(5000);
+    const a = await t.vfs.lookup(R, ROOT_INO, 'm');
+    store.failNext('copy', 'transient', { times: 100 });
+    await t.vfs.setattr(R, a.ino, { mode: 0o600 });
+    const putsBefore = store.callCount('put');
+    await t.vfs.flushAll(10_000);
+    expect(store.read('m')?.toString()).toBe('content of m');
+    expect(store.callCount('put') - putsBefore).toBe(1);
+    expect((await t.vfs.getattr(R, a.ino)).mode & 0o777).toBe(0o600);
+    const head = await store.head('m');
+    expect(head?.metadata).toBeDefined();
+    expect(Object.values(head?.metadata ?? {}).join(' ')).toMatch(/600/);
+  });
+});
