@@ -4,7 +4,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -99,14 +99,14 @@ export async function startDaemon(
       await new Promise((r) => setTimeout(r, 100));
     }
     // The mount answers a little before the share is fully started: with --admin-dir, ready
-    // also means its admin socket is there (status, flush and refresh go through it).
+    // also means its admin socket is there (status, flush and refresh go through it). The
+    // socket's index must name this process: a daemon killed just before leaves its index, and
+    // its dead mount still answers stat from the kernel's attribute cache for up to a second, so
+    // without the pid both checks above could pass before this daemon has even mounted.
     const i = args.indexOf('--admin-dir');
     const adminDir = i >= 0 ? args[i + 1] : undefined;
     while (adminDir !== undefined) {
-      const found = await resolveAdminSocket(adminDir, mountpoint).then(
-        () => true,
-        () => false,
-      );
+      const found = await ownAdminIndex(adminDir, proc.pid);
       if (found) break;
       if (proc.exitCode !== null)
         throw new Error(`bucketgate exited (${proc.exitCode}) after mounting:\n${out}`);
@@ -118,6 +118,22 @@ export async function startDaemon(
     }
   }
   return d;
+}
+
+/** Does an admin index in `dir` name process `pid` (written once its share is mounted)? */
+async function ownAdminIndex(dir: string, pid: number | undefined): Promise<boolean> {
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    if (!f.endsWith('.json')) continue;
+    const idx: { pid?: number; name?: string } = await readFile(join(dir, f), 'utf8')
+      .then((t) => JSON.parse(t) as { pid?: number; name?: string })
+      .catch(() => ({})); // being written, or not ours
+    if (idx.pid === pid && idx.name !== undefined)
+      return resolveAdminSocket(dir, idx.name).then(
+        () => true,
+        () => false,
+      );
+  }
+  return false;
 }
 
 /** Run a shell snippet (never blocks this process's event loop). */
