@@ -1,8 +1,8 @@
 /**
  * Checks run before a share starts, each turning a likely mistake into a clear message.
  */
-import { constants } from 'node:fs';
-import { access, mkdir, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { access, mkdir, open, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import type { Logger } from '../log/index.js';
@@ -48,6 +48,32 @@ async function staleBucketgateMount(path: string): Promise<boolean> {
   return false;
 }
 
+/**
+ * Does the mount at `path` have a daemon behind it? statfs always reaches the FUSE daemon, while
+ * stat of the mount's root is answered from the kernel's attribute cache for up to the attribute
+ * timeout after its daemon died (so a restart right after a kill -9 saw a "live" mount).
+ */
+async function mountAnswers(path: string, timeoutMs = 5000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_r, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(new StartupError(`mountpoint ${path} is a mount that does not answer (statfs hangs): unmount it first`)),
+      timeoutMs,
+    );
+  });
+  try {
+    await Promise.race([statfs(path), timeout]);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTCONN') return false;
+    if (e instanceof StartupError) throw e;
+    return true; // it answered, with an error of its own
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function checkMountpoint(mountpoint: string, log?: Logger): Promise<string> {
   const abs = resolve(mountpoint);
   let st;
@@ -55,18 +81,7 @@ export async function checkMountpoint(mountpoint: string, log?: Logger): Promise
     st = await stat(abs);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTCONN' && (await staleBucketgateMount(abs))) {
-      // Our own mount, left behind by a daemon that was killed: detach it and go on.
-      await new Promise<void>((resolveP, reject) =>
-        execFile('umount', ['-l', abs], (err) => (err ? reject(err) : resolveP())),
-      ).catch((err: unknown) => {
-        throw new StartupError(
-          `mountpoint ${abs} is a stale bucketgate mount and "umount -l" failed: ${(err as Error).message}`,
-        );
-      });
-      log?.warn('detached a stale bucketgate mount left by a previous daemon', { mountpoint: abs });
-      return checkMountpoint(mountpoint, log);
-    }
+    if (code === 'ENOTCONN' && (await staleBucketgateMount(abs))) return detachStale(mountpoint, abs, log);
     if (code === 'ENOTCONN') {
       throw new StartupError(
         `mountpoint ${abs} is a stale FUSE mount ("Transport endpoint is not connected"): run "umount -l ${abs}" (or "fusermount -uz ${abs}") first`,
@@ -78,9 +93,24 @@ export async function checkMountpoint(mountpoint: string, log?: Logger): Promise
   }
   if (!st.isDirectory()) throw new StartupError(`mountpoint ${abs} is not a directory`);
   if ((await mountPoints()).has(abs)) {
+    // A bucketgate mount whose daemon just died still answers stat of its root from the cache.
+    if ((await staleBucketgateMount(abs)) && !(await mountAnswers(abs))) return detachStale(mountpoint, abs, log);
     throw new StartupError(`mountpoint ${abs} is already in use by another mount (unmount it first)`);
   }
   return abs;
+}
+
+/** Our own mount, left behind by a daemon that was killed: detach it and check again. */
+async function detachStale(mountpoint: string, abs: string, log?: Logger): Promise<string> {
+  await new Promise<void>((resolveP, reject) =>
+    execFile('umount', ['-l', abs], (err) => (err ? reject(err) : resolveP())),
+  ).catch((err: unknown) => {
+    throw new StartupError(
+      `mountpoint ${abs} is a stale bucketgate mount and "umount -l" failed: ${(err as Error).message}`,
+    );
+  });
+  log?.warn('detached a stale bucketgate mount left by a previous daemon', { mountpoint: abs });
+  return checkMountpoint(mountpoint, log);
 }
 
 /** Probe the bucket once so that a wrong endpoint, bucket or credential fails the start clearly. */
@@ -139,11 +169,29 @@ export async function lockCacheDir(dir: string): Promise<() => Promise<void>> {
   throw new StartupError(`cannot lock cache directory ${dir}`);
 }
 
+/**
+ * Is `pid` a process that can still touch the cache? A zombie, or a process with SIGKILL pending
+ * (killed, while the kernel still tears down its FUSE connection and files), cannot: its lock is
+ * taken over, so a restart right after a kill -9 is not refused.
+ */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return true; // no procfs: trust kill(0)
+  }
+  const state = /^State:\s+(\S)/m.exec(status)?.[1];
+  if (state === 'Z' || state === 'X') return false;
+  const SIGKILL_BIT = 1n << 8n; // signal 9
+  for (const field of ['ShdPnd', 'SigPnd']) {
+    const hex = new RegExp(`^${field}:\\s+([0-9a-f]+)`, 'm').exec(status)?.[1];
+    if (hex !== undefined && (BigInt(`0x${hex}`) & SIGKILL_BIT) !== 0n) return false;
+  }
+  return true;
 }

@@ -247,3 +247,22 @@ describe('page cache', () => {
     expect(await d.stop()).toBe(0);
   });
 });
+
+describe('restart right after kill -9', () => {
+  it('detaches the dead mount even while the kernel still answers stat of its root from cache', async () => {
+    const mnt = join(E.work, 'mnt-kill');
+    const cache = join(E.work, 'cache-kill');
+    // A long attribute timeout keeps the root's attributes cached well past the kill.
+    const d = await mount('s3://test/kill', mnt, cache, ['--mode', 'cache', '--attr-timeout', '60s']);
+    await sh(`echo kept > '${mnt}/f.txt' && stat '${mnt}' > /dev/null`);
+    d.proc.kill('SIGKILL');
+    await d.exited;
+    // The dead mount's root still stats fine (cached), while anything reaching the daemon fails.
+    await sh(`stat '${mnt}' > /dev/null`);
+    expect(await sh(`stat -f '${mnt}' 2>&1 || true`)).toContain('Transport endpoint is not connected');
+    const again = await mount('s3://test/kill', mnt, cache, ['--mode', 'cache']);
+    expect(again.output()).toContain('detached a stale bucketgate mount');
+    expect(await sh(`cat '${mnt}/f.txt'`)).toBe('kept\n');
+    expect(await again.stop()).toBe(0);
+  });
+});
