@@ -392,16 +392,25 @@ export class Uploader {
   }
 
   /**
-   * Is the object in the bucket the very bytes we are about to upload? That is our own earlier
-   * upload whose result was never recorded (the daemon died between the PUT and the metadata
-   * update), not another writer's version: preserving it as a conflict would only duplicate it.
+   * Is the object in the bucket our own bytes, so that replacing it loses nothing? Either the very
+   * bytes we are about to upload (our earlier upload whose result was never recorded: the daemon
+   * died between the PUT and the metadata update), or their beginning: a PUT cut off by such a
+   * crash on a server that stores bodies as they arrive (s3rver does; such an object can be read
+   * but not copied, so "preserving" it would block the upload for good). Whatever another writer
+   * may have put there, if it is a prefix of ours, every byte of it is in what we upload.
    */
   private async isOwnUpload(key: string, head: ObjectHead, body: PutBody): Promise<boolean> {
     const size = Buffer.isBuffer(body) ? body.length : body.size;
-    if (head.size !== size) return false;
+    if (head.size > size) return false;
+    const whole = head.size === size;
+    const prefix: PutBody = whole
+      ? body
+      : Buffer.isBuffer(body)
+        ? body.subarray(0, head.size)
+        : { path: body.path, size: head.size };
     let etags: string[];
     try {
-      etags = await this.store.etagsOf(body);
+      etags = await this.store.etagsOf(prefix);
     } catch (e) {
       this.log.warn('could not hash the local file to compare it with the object in the bucket', {
         key,
@@ -411,10 +420,10 @@ export class Uploader {
     }
     if (!etags.includes(head.etag)) return false;
     this.log.info(
-      'the object in the bucket already holds these bytes (an upload whose result was lost); no conflict',
-      {
-        key,
-      },
+      whole
+        ? 'the object in the bucket already holds these bytes (an upload whose result was lost); no conflict'
+        : 'the object in the bucket holds the beginning of these bytes (an upload cut off by a crash); no conflict',
+      { key, objectBytes: head.size, localBytes: size },
     );
     return true;
   }

@@ -74,6 +74,22 @@ describe.each([
     expect(store.read('m.txt')?.toString()).toBe('changed locally');
   });
 
+  it('no conflict when the bucket holds the beginning of our bytes (a PUT cut off by a crash)', async () => {
+    const store = new MemoryObjectStore({ conditionalWrites: conditional });
+    const t = await createTestVfs({ store, uploadDelayMs: 3_600_000 });
+    open.push(t);
+    await write(t, 'p.txt', 'the whole local file');
+    await write(t, 'q.txt', 'the whole local file');
+    // s3rver keeps what arrived of a PUT whose client died: p.txt holds our first bytes; q.txt
+    // holds a shorter object that is not a prefix of ours (another writer's: preserved).
+    store.seed('p.txt', 'the whole');
+    store.seed('q.txt', 'the other');
+    await t.vfs.flushAll(5000);
+    expect(store.keys().sort()).toEqual(['p.txt', 'q.txt', expect.stringMatching(/^q\.txt\.conflict-/)]);
+    expect(store.read('p.txt')?.toString()).toBe('the whole local file');
+    expect(store.read('q.txt')?.toString()).toBe('the whole local file');
+  });
+
   it('no conflict for our own successive uploads', async () => {
     const store = new MemoryObjectStore({ conditionalWrites: conditional });
     const t = await createTestVfs({ store });
