@@ -8,21 +8,24 @@
 //
 // ---------------------------------------------------------------------------------------------
 // THREADS
-//   JS thread    Node's main thread. Creates sessions, receives requests through a thread-safe
-//                function (TSFN), answers them (fuse_reply_* is thread-safe in libfuse), and
-//                finalizes the session. It never blocks on the kernel.
-//   loop thread  One per session. poll()s /dev/fuse and a wake-up eventfd, reads one request
-//                (fuse_session_receive_buf) and dispatches it (fuse_session_process_buf). Our
-//                low-level callbacks run here: each one COPIES what it needs (names, write data,
-//                caller credentials) into a heap Request, records the fuse_req_t in the pending
-//                table and posts the Request to JS (non-blocking). It never replies (except
-//                FORGET, which takes no reply, and what libfuse answers itself, e.g. INIT).
+//   JS thread    Node's main thread. Creates sessions; polls /dev/fuse (non-blocking) and a
+//                wake-up eventfd on Node's event loop (uv_poll). When the device is readable it
+//                reads requests (fuse_session_receive_buf) and lets libfuse dispatch them
+//                (fuse_session_process_buf): our low-level callbacks COPY what they need (names,
+//                write data into the write pool, caller credentials) into a heap Request, record
+//                the fuse_req_t in the pending table and queue it; when reading pauses (no more
+//                requests, or 64 read) the queue goes to JavaScript inside one callback scope.
+//                JS answers (fuse_reply_*), later or at once. It never blocks on the kernel:
+//                reads are non-blocking and replies are writes to /dev/fuse, which do not block.
+//                (Reading here rather than on a thread of our own saves two thread wake-ups per
+//                request: statfs 68 -> 46 us, an untar of 500 files 3.35 -> 1.98 s.)
 //   worker       One per session. Runs kernel notifications and the unmount request, in order.
 //                A notification can block inside the kernel until a request that we are serving
-//                is answered (page locks, the parent directory's lock), so it must run neither on
-//                the JS thread (which answers) nor on the loop thread (which reads requests).
+//                is answered (page locks, the parent directory's lock), so it must not run on
+//                the JS thread (which answers). Its results reach JS through a thread-safe
+//                function (TSFN), like the end-of-session events.
 //   threadpool   mount() runs its checks and mount(2)/fusermount in the libuv threadpool.
-//
+
 // LOCK
 //   Core::mu guards: state, pending, next_id, jobs, unmount_queued. It is never held while
 //   calling libfuse, the kernel or JavaScript, and no other lock is taken while holding it.
@@ -32,21 +35,22 @@
 //   never held together with a Core::mu.
 //
 // LIFECYCLE (states: kIdle -> kMounting -> kRunning -> kLoopEnded -> kFinalized)
-//   The loop ends when the kernel ends the connection (external umount/fusermount -u: read()
-//   gives ENODEV) or when our unmount() wakes it (queued on the worker after earlier notifications).
-//   The loop thread then lazily unmounts if WE asked and the connection is still up, records the
-//   reason and posts kEnded. On kEnded the JS thread joins the loop thread; once every pending
-//   request has been answered it stops the worker, destroys the fuse session (closing /dev/fuse,
-//   which aborts anything the kernel still waits for), posts 'unmounted' and releases the TSFN
-//   so Node can exit. fuse_session_destroy is never called with requests pending: a later
-//   fuse_reply_* would touch freed libfuse memory. Replies sent after the loop ended still reach
-//   the kernel (the fd stays open until finalization) or fail harmlessly once it is gone.
-//   If the process exits while mounted (process.exit, uncaught exception), an atexit handler
-//   lazily detaches the mount points so they are not left stale.
+//   Reading ends when the kernel ends the connection (external umount/fusermount -u: read()
+//   gives ENODEV) or when our unmount() wakes the JS thread through the eventfd (queued on the
+//   worker after earlier notifications). EndLoop then stops polling, lazily unmounts if WE asked
+//   and the connection is still up, records the reason and posts kEnded. On kEnded, once every
+//   pending request has been answered, the JS thread stops the worker, destroys the fuse session
+//   (closing /dev/fuse, which aborts anything the kernel still waits for), posts 'unmounted' and
+//   releases the TSFN so Node can exit. fuse_session_destroy is never called with requests
+//   pending: a later fuse_reply_* would touch freed libfuse memory. Replies sent after reading
+//   ended still reach the kernel (the fd stays open until finalization) or fail harmlessly once
+//   it is gone. If the process exits while mounted (process.exit, uncaught exception), an atexit
+//   handler lazily detaches the mount points so they are not left stale.
 // ---------------------------------------------------------------------------------------------
 
 #include <fuse_lowlevel.h>
 #include <napi.h>
+#include <uv.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -121,7 +125,7 @@ constexpr OpMask kCredOps = Bit(Op::kLookup) | Bit(Op::kGetattr) | Bit(Op::kSeta
                             Bit(Op::kOpendir) | Bit(Op::kReaddir) | Bit(Op::kStatfs) |
                             Bit(Op::kAccess) | Bit(Op::kCreate);
 
-// One kernel request, copied out of libfuse's buffers on the loop thread.
+// One kernel request, copied out of libfuse's read buffer (JS thread, while reading).
 struct Request {
   Op op;
   uint64_t id = 0;
@@ -194,7 +198,7 @@ std::string ErrnoText(int err) {
   return std::string(strerror(err)) + " (" + (name ? name : std::to_string(err)) + ")";
 }
 
-// Mounted sessions, for the exit handler. g_exiting tells the loop threads that the process is
+// Mounted sessions, for the exit handler. g_exiting tells the sessions that the process is
 // going away: they must no longer touch the TSFN (Node is tearing it down).
 std::mutex g_live_mu;  // leaf lock: never held with Core::mu_
 std::vector<Core*> g_live;
@@ -209,7 +213,6 @@ class Core {
   ~Core() {
     // Only reached with threads still running when Node tears the environment down (process
     // exit) with the file system mounted; detach rather than std::terminate.
-    if (loop_thread_.joinable()) loop_thread_.detach();
     if (worker_thread_.joinable()) worker_thread_.detach();
   }
 
@@ -218,15 +221,21 @@ class Core {
                MountError* e);
   void AbortMount();  // JS thread, after DoMount failed
 
-  // -- write pool (loop thread takes, JS thread gives back) ----------------------------------
+  // -- write pool (taken while reading requests, given back by JS; both on the JS thread) ----
   // A slot for `size` bytes of write data, or -1 (no pool, too big, or all slots in use).
   int32_t TakeSlot(size_t size);
   bool GiveSlot(int32_t slot);  // false: the slot was not taken (a double release)
 
-  // -- loop thread -------------------------------------------------------------------------
-  void LoopMain();
+  // -- JS thread: reading /dev/fuse ---------------------------------------------------------
+  void StartPolling(Napi::Env env);
+  void ReadRequests();
+  void DeliverBatch();
+  void EndLoop(bool woken, int err);
+  void ClosePolls();
   void Submit(fuse_req_t req, std::unique_ptr<Request> r);
   void Post(Event* ev);
+  // A request or INIT from the read loop: batched and delivered when the read loop yields.
+  void Deliver(Event* ev);
 
   // -- worker thread -----------------------------------------------------------------------
   void WorkerMain();
@@ -247,7 +256,7 @@ class Core {
   std::deque<Job> jobs_;
   bool unmount_queued_ = false;
 
-  // Write pool: JS-owned memory the loop thread copies WRITE data into, so that a write
+  // Write pool: JS-owned memory WRITE data is copied into while reading, so that a write
   // allocates nothing (a fresh buffer per 128 KiB WRITE is external memory that makes V8 run a
   // full mark-compact every ~14 MiB written). Base and slot size are set before mount() and
   // read-only afterwards; pool_ref_ (JS thread) keeps the memory alive.
@@ -259,18 +268,28 @@ class Core {
   int32_t slot_count_ = 0;
   Napi::Reference<Napi::Buffer<char>> pool_ref_;
 
-  // INIT interception (loop thread only; see ChanReceive/ChanSend).
+  // INIT interception (JS thread, while reading; see ChanReceive/ChanSend).
   uint64_t init_unique_ = 0;   // unique of the INIT request being answered, 0 = none
   uint32_t kernel_minor_ = 0;  // the kernel's protocol minor from its INIT request
   bool big_requests_ = false;  // INIT reply rewritten to grant FUSE_MAX_PAGES
 
-  // Written by the mount (before the threads start) and read-only afterwards.
+  // Written by the mount (before polling and the worker start) and read-only afterwards.
   std::string mountpoint_;
   fuse_chan* ch_ = nullptr;
   fuse_session* se_ = nullptr;
   int wake_fd_ = -1;
-  std::thread loop_thread_;
   std::thread worker_thread_;
+
+  // JS thread only: /dev/fuse and the wake-up eventfd polled on Node's event loop.
+  uv_poll_t* dev_poll_ = nullptr;
+  uv_poll_t* wake_poll_ = nullptr;
+  std::unique_ptr<char[]> rbuf_;
+  size_t rbuf_size_ = 0;
+  bool in_read_ = false;
+  bool loop_ended_ = false;
+  std::vector<Event*> batch_;
+  Napi::FunctionReference on_request_;
+  std::unique_ptr<Napi::AsyncContext> actx_;
 
   // Loop thread writes these before posting kEnded; the JS thread reads them after.
   std::string end_reason_;
@@ -288,7 +307,7 @@ class Core {
   napi_env env_ = nullptr;
 };
 
-// ---- low-level callbacks (loop thread) ------------------------------------------------------
+// ---- low-level callbacks (JS thread, called by libfuse while we read requests) -------------
 
 Core* CoreOf(fuse_req_t req) { return static_cast<Core*>(fuse_req_userdata(req)); }
 
@@ -450,7 +469,7 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   auto* ev = new Event{Event::Kind::kInit};
   ev->conn = *conn;
   ev->max_pages = core->big_requests_ ? kMaxPages : 0;
-  core->Post(ev);
+  core->Deliver(ev);
 }
 
 void LlDestroy(void*) {
@@ -917,7 +936,7 @@ bool Core::DoMount(const std::string& path, const std::vector<std::string>& opts
     std::lock_guard<std::mutex> lk(g_live_mu);
     g_live.push_back(this);
   }
-  loop_thread_ = std::thread(&Core::LoopMain, this);
+  // Requests are read on the JS thread (StartPolling, once the mount promise settles there).
   worker_thread_ = std::thread(&Core::WorkerMain, this);
   return true;
 }
@@ -934,7 +953,7 @@ void Core::AbortMount() {
   }
 }
 
-// ---- loop thread ----------------------------------------------------------------------------
+// ---- request hand-off -----------------------------------------------------------------------
 
 void Core::Post(Event* ev) {
   if (g_exiting || tsfn_.NonBlockingCall(ev) != napi_ok) delete ev;  // Node is shutting down
@@ -952,6 +971,10 @@ void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
   r->id = id;
   auto* ev = new Event{Event::Kind::kRequest};
   ev->req = std::move(r);
+  if (in_read_) {
+    batch_.push_back(ev);
+    return;
+  }
   if (g_exiting || tsfn_.NonBlockingCall(ev) != napi_ok) {
     delete ev;
     {
@@ -962,45 +985,122 @@ void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
   }
 }
 
-void Core::LoopMain() {
+// ---- JS thread: reading /dev/fuse ------------------------------------------------------------
+//
+// /dev/fuse (non-blocking) and the wake-up eventfd are polled on Node's event loop. When the
+// device is readable, requests are read and dispatched by libfuse right here; our callbacks
+// queue them (Deliver) and they are handed to JavaScript when reading pauses, inside one callback
+// scope (promise jobs run after it). A request thus costs no thread switch on our side: a
+// separate loop thread posting to the JS thread added two wake-ups per request (~22 us of a
+// 68 us statfs round trip, now 46 us; a C file system answers it in ~14 us).
+
+void Core::StartPolling(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    EndLoop(false, EIO);
+    return;
+  }
   const int fd = fuse_chan_fd(ch_);
-  const size_t bufsize = fuse_chan_bufsize(ch_);
-  std::unique_ptr<char[]> buf(new char[bufsize]);
+  const int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    EndLoop(false, errno);
+    return;
+  }
+  rbuf_size_ = fuse_chan_bufsize(ch_);
+  rbuf_.reset(new char[rbuf_size_]);
+  actx_ = std::make_unique<Napi::AsyncContext>(env, "bucketgate-fuse-request");
+  dev_poll_ = new uv_poll_t;
+  wake_poll_ = new uv_poll_t;
+  dev_poll_->data = this;
+  wake_poll_->data = this;
+  uv_poll_init(loop, dev_poll_, fd);
+  uv_poll_init(loop, wake_poll_, wake_fd_);
+  uv_poll_start(dev_poll_, UV_READABLE | UV_DISCONNECT, [](uv_poll_t* h, int status, int) {
+    auto* core = static_cast<Core*>(h->data);
+    // An error (POLLERR: the connection is gone) is told by the read itself: ENODEV ends the
+    // session as an external unmount. Only if the read does not end it, the poll error does.
+    core->ReadRequests();
+    if (status < 0 && !core->loop_ended_) core->EndLoop(false, -status);
+  });
+  uv_poll_start(wake_poll_, UV_READABLE, [](uv_poll_t* h, int, int) {
+    auto* core = static_cast<Core*>(h->data);
+    uint64_t v;
+    if (read(core->wake_fd_, &v, sizeof v) < 0 && errno != EAGAIN) perror("bucketgate_fuse: eventfd read");
+    if (core->unmount_requested_) core->EndLoop(true, 0);
+  });
+}
+
+void Core::ReadRequests() {
+  if (loop_ended_) return;
   int loop_err = 0;
-  bool woken = false;
-  // Like fuse_session_loop(), but also wakes up on wake_fd_: a thread blocked in read() on
-  // /dev/fuse cannot be stopped otherwise (short of a signal).
-  while (!fuse_session_exited(se_)) {
-    pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(pfd, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      loop_err = errno;
-      break;
-    }
-    if (pfd[1].revents & POLLIN) {
-      woken = true;
-      break;
-    }
-    // POLLERR on the device means the connection is gone; the read below reports ENODEV and
-    // libfuse marks the session exited.
+  bool end = false;
+  in_read_ = true;
+  // At most 64 requests per turn, so that other I/O (uploads, NFS) is not starved.
+  for (int i = 0; i < 64; i++) {
     fuse_buf fbuf;
     memset(&fbuf, 0, sizeof fbuf);
-    fbuf.mem = buf.get();
-    fbuf.size = bufsize;
+    fbuf.mem = rbuf_.get();
+    fbuf.size = rbuf_size_;
     fuse_chan* tmpch = ch_;
-    int res = fuse_session_receive_buf(se_, &fbuf, &tmpch);
-    if (res == -EINTR || res == -EAGAIN) continue;
+    const int res = fuse_session_receive_buf(se_, &fbuf, &tmpch);
+    if (res == -EINTR || res == -EAGAIN) break;
     if (res <= 0) {
       if (res < 0) loop_err = -res;
+      end = true;
       break;
     }
     fuse_session_process_buf(se_, &fbuf, tmpch);
+    if (fuse_session_exited(se_)) {
+      end = true;
+      break;
+    }
   }
+  in_read_ = false;
+  DeliverBatch();
+  if (end) EndLoop(false, loop_err);
+}
+
+void Core::Deliver(Event* ev) {
+  if (in_read_) {
+    batch_.push_back(ev);
+  } else {
+    Post(ev);
+  }
+}
+
+void Core::DeliverBatch() {
+  if (batch_.empty()) return;
+  std::vector<Event*> evs;
+  evs.swap(batch_);
+  Napi::Env env(env_);
+  Napi::HandleScope hs(env);
+  // Like a TSFN call: a callback scope, so that promise jobs and nextTicks run when it closes.
+  Napi::CallbackScope cs(env, *actx_);
+  Napi::Function fn = on_request_.Value();
+  for (Event* ev : evs) CallJs(env, fn, this, ev);
+}
+
+void Core::ClosePolls() {
+  for (uv_poll_t** p : {&dev_poll_, &wake_poll_}) {
+    if (*p == nullptr) continue;
+    uv_poll_stop(*p);
+    uv_close(reinterpret_cast<uv_handle_t*>(*p),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    *p = nullptr;
+  }
+}
+
+void Core::EndLoop(bool woken, int loop_err) {
+  if (loop_ended_) return;
+  loop_ended_ = true;
+  ClosePolls();
+  // Requests read before the end still reach JavaScript (their replies may fail harmlessly).
+  DeliverBatch();
   fuse_session_exit(se_);
   if (g_exiting) return;  // the exit handler detached the mount; Node is going away
 
   // Is the kernel connection still up (POLLERR once unmounted or aborted)?
-  pollfd probe = {fd, 0, 0};
+  pollfd probe = {fuse_chan_fd(ch_), 0, 0};
   const bool alive = !(poll(&probe, 1, 0) == 1 && (probe.revents & POLLERR));
   std::string reason;
   int err = 0;
@@ -1028,6 +1128,7 @@ void Core::LoopMain() {
     std::lock_guard<std::mutex> lk(mu_);
     state_ = State::kLoopEnded;
   }
+  // Finalization runs from the event, not from inside this poll callback.
   auto* ev = new Event{Event::Kind::kEnded};
   ev->reason = reason;
   ev->err = err;
@@ -1125,8 +1226,7 @@ void Core::AfterReply() {
 
 void Core::OnEnded(const Event& ev) {
   (void)ev;
-  if (loop_thread_.joinable()) loop_thread_.join();  // it posted kEnded as its last act
-  loop_joined_ = true;
+  loop_joined_ = true;  // EndLoop posted kEnded as its last act
   MaybeFinalize();
 }
 
@@ -1146,6 +1246,8 @@ void Core::MaybeFinalize() {
   }
   if (se_) fuse_session_destroy(se_);  // destroys the channel: closes /dev/fuse
   se_ = nullptr;
+  on_request_.Reset();
+  actx_.reset();
   ch_ = nullptr;
   if (wake_fd_ >= 0) close(wake_fd_);
   wake_fd_ = -1;
@@ -1190,12 +1292,13 @@ void Core::EnvCleanup(void* arg) {
     std::lock_guard<std::mutex> lk(core->mu_);
     running = core->state_ == State::kRunning;
   }
-  if (running && core->wake_fd_ >= 0) {
-    core->unmount_requested_ = true;
-    const uint64_t one = 1;
-    if (write(core->wake_fd_, &one, sizeof one) < 0) perror("bucketgate_fuse: eventfd write");
+  core->ClosePolls();
+  if (running && !core->loop_ended_) {
+    core->loop_ended_ = true;
+    pollfd probe = {fuse_chan_fd(core->ch_), 0, 0};
+    const bool alive = !(poll(&probe, 1, 0) == 1 && (probe.revents & POLLERR));
+    if (alive) LazyUnmount(core->mountpoint_);
   }
-  if (core->loop_thread_.joinable()) core->loop_thread_.join();
   {
     std::lock_guard<std::mutex> lk(core->mu_);
     core->jobs_.push_back(Job{Job::Kind::kStop});
@@ -1556,6 +1659,7 @@ class MountWorker : public Napi::AsyncWorker {
     napi_add_env_cleanup_hook(env, &Core::EnvCleanup, core_.get());
     core_->cleanup_hook_ = true;
     core_->env_ = env;
+    core_->StartPolling(env);
     Napi::Object info = Napi::Object::New(env);
     info.Set("mountpoint", core_->mountpoint_);
     deferred_.Resolve(info);
@@ -1639,6 +1743,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       if (opts.back() == "nonempty") nonempty = true;
     }
     core_->on_event_ = Napi::Persistent(info[3].As<Napi::Function>());
+    core_->on_request_ = Napi::Persistent(info[2].As<Napi::Function>());
     // The TSFN holds a reference to the core until it is finalized, so queued items never
     // outlive it; it keeps Node's event loop alive while mounted.
     auto* keep = new std::shared_ptr<Core>(core_);
@@ -1695,7 +1800,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     return env.Undefined();
   }
 
-  // unmount(): asks the worker to stop the loop (after earlier notifications); the loop thread
+  // unmount(): asks the worker to stop reading (after earlier notifications); the JS thread
   // detaches the mount point. Completion is the 'unmounted' event.
   Napi::Value Unmount(const Napi::CallbackInfo& info) {
     bool queue = false;

@@ -187,7 +187,7 @@ export interface FuseMountError extends Error {
 
 export interface NativeFuseSession {
   /**
-   * Mount (checks, mount(2) or fusermount, libfuse session, loop thread) off the JS thread.
+   * Mount (checks, mount(2) or fusermount, libfuse session) off the JS thread; requests are then read on it.
    * `options` are single `-o` options (unescaped commas split them). 'nonempty' skips the
    * empty-directory check. Requests may arrive before the promise resolves.
    */
