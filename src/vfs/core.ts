@@ -59,6 +59,8 @@ export interface CoreVfsOptions {
   defaults: ShareDefaults;
   uploadDelayMs: number;
   uploadConcurrency: number;
+  /** How often the uploader looks for due uploads besides the wake-ups it sets itself (200 ms). */
+  uploadPollMs?: number;
   /** A cached directory listing older than this is re-listed on access; 0 = never. */
   dirTtlMs: number;
   /** Cache limit (statfs). */
@@ -127,7 +129,11 @@ export class CoreVfs implements Vfs {
       this.store,
       this.tree,
       this.fetcher,
-      { concurrency: opts.uploadConcurrency, delayMs: opts.mode === 'cache' ? opts.uploadDelayMs : 0 },
+      {
+        concurrency: opts.uploadConcurrency,
+        delayMs: opts.mode === 'cache' ? opts.uploadDelayMs : 0,
+        ...(opts.uploadPollMs !== undefined ? { pollMs: opts.uploadPollMs } : {}),
+      },
       this.log,
       (ino) => (this.openCount.get(ino)?.writers ?? 0) > 0,
     );

@@ -55,6 +55,8 @@ export class Uploader {
   private uploadedFiles = 0;
   private uploadedBytes = 0;
   private readonly idleWaiters: Array<() => void> = [];
+  /** Times (ms) at which a timer started by schedule() will pump. */
+  private readonly wakeups = new Set<number>();
 
   constructor(
     private readonly meta: MetaStore,
@@ -98,6 +100,18 @@ export class Uploader {
   /** Journal the node for upload after the configured delay (cache mode close). */
   schedule(ino: Ino, delayMs = this.opts.delayMs): void {
     this.meta.enqueueUpload(ino, Date.now() + delayMs);
+    // Start it when due rather than at the next poll (up to pollMs later); one timer per 25 ms.
+    if (this.stopped) return;
+    const at = Math.ceil((Date.now() + delayMs + 1) / 25) * 25;
+    if (this.wakeups.has(at)) return;
+    this.wakeups.add(at);
+    setTimeout(
+      () => {
+        this.wakeups.delete(at);
+        this.pump();
+      },
+      Math.max(0, at - Date.now()),
+    ).unref();
   }
 
   /** Upload now and wait (write-through close/fsync, flush). Throws FsError EIO on failure. */

@@ -30,6 +30,7 @@ export interface TestVfsOptions {
   mode?: ShareMode;
   readOnly?: boolean;
   uploadDelayMs?: number;
+  uploadPollMs?: number;
   dirTtlMs?: number;
   cacheLimitBytes?: number;
   defaults?: { uid: number; gid: number; fileMode: number; dirMode: number };
@@ -56,6 +57,7 @@ export async function createTestVfs(opts: TestVfsOptions = {}): Promise<TestVfs>
     defaults,
     uploadDelayMs: opts.uploadDelayMs ?? 0,
     uploadConcurrency: 4,
+    ...(opts.uploadPollMs !== undefined ? { uploadPollMs: opts.uploadPollMs } : {}),
     dirTtlMs: opts.dirTtlMs ?? 0,
     cacheLimitBytes,
     meta,

@@ -155,6 +155,15 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(t.mem.read('final')?.toString()).toBe('v1');
   });
 
+  it('a closed file uploads when its delay is up, not at the next poll of the journal', async () => {
+    // The journal poll is an hour here: only the wake-up set at close can start the upload.
+    const t = await mk({ uploadDelayMs: 100, uploadPollMs: 3_600_000 });
+    await writeFile(t.vfs, ROOT_INO, 'soon', 'x');
+    expect(t.mem.keys()).toEqual([]);
+    for (let i = 0; i < 200 && t.mem.keys().length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(t.mem.keys()).toEqual(['soon']);
+  });
+
   it('unlink of a file that was never uploaded leaves nothing in the bucket', async () => {
     const t = await mk({ uploadDelayMs: 60_000 });
     await writeFile(t.vfs, ROOT_INO, 'tmp', 'x');
