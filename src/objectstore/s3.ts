@@ -480,17 +480,19 @@ async function openBody(body: PutBody, key: string): Promise<BodySource> {
       close: () => Promise.resolve(),
     };
   }
+  const sourceError = (what: string, e: unknown): ObjectStoreError =>
+    new ObjectStoreError(
+      'invalid',
+      'put',
+      key,
+      `cannot ${what} source file ${body.path}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
   let fh: FileHandle;
   try {
     fh = await open(body.path, 'r');
   } catch (e) {
-    throw new ObjectStoreError(
-      'invalid',
-      'put',
-      key,
-      `cannot open source file ${body.path}: ${e instanceof Error ? e.message : String(e)}`,
-      { cause: e },
-    );
+    throw sourceError('open', e);
   }
   const handle = fh;
   const readInto = async (into: Buffer, offset: number, length: number): Promise<Buffer> => {
@@ -501,13 +503,7 @@ async function openBody(body: PutBody, key: string): Promise<BodySource> {
       try {
         ({ bytesRead: n } = await handle.read(buf, done, length - done, offset + done));
       } catch (e) {
-        throw new ObjectStoreError(
-          'invalid',
-          'put',
-          key,
-          `cannot read source file ${body.path}: ${e instanceof Error ? e.message : String(e)}`,
-          { cause: e },
-        );
+        throw sourceError('read', e);
       }
       if (n === 0) {
         throw new ObjectStoreError(
