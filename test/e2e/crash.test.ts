@@ -5,7 +5,8 @@
  * and nothing deleted before the kill comes back.
  *
  * The workload logs "I …" (intent) before and "A …" (acknowledged) after each operation. At most
- * one operation is in flight at the kill; for it both outcomes are accepted.
+ * one operation is in flight at the kill; for it both outcomes are accepted. Every third cycle
+ * also kills a daemon during its start-up.
  */
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
@@ -140,6 +141,15 @@ describe('kill -9 during a cache-mode workload', () => {
       let seed = 12345;
       const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       for (let c = 1; c <= CYCLES; c++) {
+        if (c % 3 === 0) {
+          // Every third cycle also kills a daemon while it starts: journal replay, upload recovery
+          // and the stale-mount check must survive being cut anywhere, too.
+          const early = await startDaemon(args, E.env);
+          E.daemons.push(early);
+          await new Promise((r) => setTimeout(r, 50 + Math.floor(rnd() * 700)));
+          early.proc.kill('SIGKILL');
+          await early.exited;
+        }
         const t0 = Date.now();
         const d = await startDaemon(args, E.env, mnt);
         E.daemons.push(d);
