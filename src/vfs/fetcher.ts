@@ -29,6 +29,7 @@ const POOLED_GET_MIN = 2 << 20;
 export class Fetcher {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly limiter: Limiter;
+  private readonly bigLimiter: Limiter;
   /**
    * Reused GET buffers of `maxGetBytes`: a fresh 8 MiB buffer per GET made V8 run a full
    * mark-compact every few GETs (external memory pressure), a quarter of a cold read's CPU.
@@ -44,6 +45,7 @@ export class Fetcher {
     parallel = 16,
   ) {
     this.limiter = new Limiter(parallel);
+    this.bigLimiter = new Limiter(Math.min(parallel, GET_BUF_POOL));
   }
 
   /**
@@ -72,7 +74,10 @@ export class Fetcher {
       run = [];
       const s = blocks[0]! * B;
       const e = Math.min((blocks[blocks.length - 1]! + 1) * B, src.size);
-      const p = this.limiter.run(() => this.fetch(src, s, e));
+      // Large GETs run at most GET_BUF_POOL at a time, each in a pooled buffer: a fresh 8 MiB
+      // buffer costs its page faults on every byte copied in (a quarter of a cold read's CPU).
+      const big = e - s >= POOLED_GET_MIN && e - s <= this.maxGetBytes;
+      const p = (big ? this.bigLimiter : this.limiter).run(() => this.fetch(src, s, e));
       for (const b of blocks) {
         const k = `${src.ino}:${b}`;
         const q = p.finally(() => this.inflight.delete(k));

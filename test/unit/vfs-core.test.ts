@@ -254,6 +254,37 @@ describe('CoreVfs over the in-memory object store', () => {
     await t.vfs.release(fh);
   });
 
+  it('large reads keep at most 4 large GETs in flight (pooled buffers), and read right', async () => {
+    const store = new MemoryObjectStore();
+    const data = Buffer.alloc(96 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+    store.seed('seq.bin', data);
+    const t = await mk({ store });
+    let inflight = 0;
+    let most = 0;
+    const orig = store.getRange.bind(store);
+    store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      const big = args[2] - args[1] >= 2 << 20;
+      if (big) most = Math.max(most, ++inflight);
+      try {
+        await new Promise((r) => setTimeout(r, 5)); // let GETs overlap
+        return await orig(...args);
+      } finally {
+        if (big) inflight--;
+      }
+    };
+    const a = await t.vfs.lookup(R, ROOT_INO, 'seq.bin');
+    const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+    // One 64 MiB read (8 GETs of 8 MiB at once), then 1 MiB reads with read-ahead.
+    const chunks: Buffer[] = [await t.vfs.read(fh, 0, 64 << 20)];
+    for (let off = 64 << 20; off < data.length; off += 1 << 20)
+      chunks.push(await t.vfs.read(fh, off, 1 << 20));
+    await t.vfs.release(fh);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    expect(most).toBeGreaterThan(1); // they do run in parallel
+    expect(most).toBeLessThanOrEqual(4);
+  });
+
   it('enforces permissions with the caller credentials', async () => {
     const t = await mk();
     const d = await t.vfs.mkdir(R, ROOT_INO, 'shared', 0o777);
