@@ -424,8 +424,9 @@ async function runPool(limit: number, count: number, fn: (i: number) => Promise<
  * buffer stays referenced until then, so an uploader waits for hashed(i) before it reads its next
  * part (otherwise, with the hash behind, part buffers piled up: 330 MiB of RSS for 512 MiB).
  */
-class OrderedMd5 {
+export class OrderedMd5 {
   private readonly hash = createHash('md5');
+  private abandoned = false;
   private readonly waiting = new Map<number, Buffer>();
   private next = 0;
   private fedUpTo = 0;
@@ -449,14 +450,24 @@ class OrderedMd5 {
 
   /** Resolves once part i is in the hash (its buffer is no longer needed here). */
   hashed(i: number): Promise<void> {
-    if (i < this.fedUpTo) return Promise.resolve();
+    if (i < this.fedUpTo || this.abandoned) return Promise.resolve();
     return new Promise((resolve) => this.fedWaiters.set(i, resolve));
+  }
+
+  /**
+   * The upload failed (a part could not be read or sent): release everyone waiting in hashed(),
+   * whose turn may never come now that an earlier part will not be added. The digest is void.
+   */
+  abandon(): void {
+    this.abandoned = true;
+    for (const resolve of this.fedWaiters.values()) resolve();
+    this.fedWaiters.clear();
   }
 
   /** The hex digest once parts 0..n-1 were all added, else undefined. */
   async digest(n: number): Promise<string | undefined> {
     await this.chain;
-    return this.next === n ? this.hash.digest('hex') : undefined;
+    return this.next === n && !this.abandoned ? this.hash.digest('hex') : undefined;
   }
 }
 
@@ -1038,13 +1049,16 @@ export class S3ObjectStore implements ObjectStore {
       // GC, and RSS rose by up to 200 MiB over what was in flight.
       const free: Buffer[] = [];
       await runPool(this.concurrency, nParts, async (i) => {
-        if (signal?.aborted === true) throw new ObjectStoreError('aborted', 'put', key, 'aborted');
         const offset = i * partSize;
         const len = Math.min(partSize, size - offset);
         const slot = free.pop() ?? Buffer.allocUnsafeSlow(partSize);
         try {
+          if (signal?.aborted === true) throw new ObjectStoreError('aborted', 'put', key, 'aborted');
           const data = await src.readInto(slot, offset, len);
           parts[i] = await this.uploadPart(key, id, i, data, whole, alg, signal);
+        } catch (e) {
+          whole?.abandon(); // a later part may be waiting for this one in hashed()
+          throw e;
         } finally {
           free.push(slot);
         }
