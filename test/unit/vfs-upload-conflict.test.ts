@@ -58,36 +58,43 @@ describe.each([
     expect(store.read(sibling!)?.toString()).toBe('their v2');
   });
 
-  it('no conflict when the bucket already holds our bytes (an upload whose result was lost in a crash)', async () => {
+  // Each case: two local files; the bucket holds our own bytes for `mine` and another writer's
+  // for `theirs` (preserved as a sibling).
+  it.each([
+    {
+      // A PUT landed and the daemon died before recording it: exactly the local bytes; or bytes
+      // of the same size that are not ours.
+      why: 'already holds our bytes (an upload whose result was lost in a crash)',
+      local: 'same bytes',
+      mine: 'same bytes',
+      theirs: 'SAME BYTES',
+    },
+    {
+      // s3rver keeps what arrived of a PUT whose client died: our first bytes; or a shorter
+      // object that is not a prefix of ours.
+      why: 'holds the beginning of our bytes (a PUT cut off by a crash)',
+      local: 'the whole local file',
+      mine: 'the whole',
+      theirs: 'the other',
+    },
+  ])('no conflict when the bucket $why', async ({ local, mine, theirs }) => {
     const store = new MemoryObjectStore({ conditionalWrites: conditional });
     const t = await createTestVfs({ store, uploadDelayMs: 3_600_000 });
     open.push(t);
-    await write(t, 'n.txt', 'same bytes');
-    await write(t, 'm.txt', 'changed locally');
-    // As if a PUT had landed and the daemon died before recording it: the object holds exactly
-    // the local bytes (n.txt), or bytes of the same size that are not ours (m.txt).
-    store.seed('n.txt', 'same bytes');
-    store.seed('m.txt', 'CHANGED LOCALLY');
+    await write(t, 'mine.txt', local);
+    await write(t, 'theirs.txt', local);
+    store.seed('mine.txt', mine);
+    store.seed('theirs.txt', theirs);
     await t.vfs.flushAll(5000);
-    expect(store.keys().sort()).toEqual(['m.txt', expect.stringMatching(/^m\.txt\.conflict-/), 'n.txt']);
-    expect(store.read('n.txt')?.toString()).toBe('same bytes');
-    expect(store.read('m.txt')?.toString()).toBe('changed locally');
-  });
-
-  it('no conflict when the bucket holds the beginning of our bytes (a PUT cut off by a crash)', async () => {
-    const store = new MemoryObjectStore({ conditionalWrites: conditional });
-    const t = await createTestVfs({ store, uploadDelayMs: 3_600_000 });
-    open.push(t);
-    await write(t, 'p.txt', 'the whole local file');
-    await write(t, 'q.txt', 'the whole local file');
-    // s3rver keeps what arrived of a PUT whose client died: p.txt holds our first bytes; q.txt
-    // holds a shorter object that is not a prefix of ours (another writer's: preserved).
-    store.seed('p.txt', 'the whole');
-    store.seed('q.txt', 'the other');
-    await t.vfs.flushAll(5000);
-    expect(store.keys().sort()).toEqual(['p.txt', 'q.txt', expect.stringMatching(/^q\.txt\.conflict-/)]);
-    expect(store.read('p.txt')?.toString()).toBe('the whole local file');
-    expect(store.read('q.txt')?.toString()).toBe('the whole local file');
+    expect(store.keys().sort()).toEqual([
+      'mine.txt',
+      'theirs.txt',
+      expect.stringMatching(/^theirs\.txt\.conflict-/),
+    ]);
+    expect(store.read('mine.txt')?.toString()).toBe(local);
+    expect(store.read('theirs.txt')?.toString()).toBe(local);
+    const sibling = store.keys().find((k) => k.startsWith('theirs.txt.conflict-'));
+    expect(store.read(sibling!)?.toString()).toBe(theirs);
   });
 
   it('no conflict for our own successive uploads', async () => {
