@@ -76,6 +76,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -143,6 +144,7 @@ struct Request {
   int mask = 0;
   bool datasync = false;
   bool writepage = false;
+  bool plus = false;   // readdir: a READDIRPLUS (entries carry attributes; see SubmitReaddirplus)
   int to_set = 0;      // setattr: FUSE_SET_ATTR_* mask
   struct stat st {};   // setattr: the new values
   std::unique_ptr<char[]> data;  // write data / setxattr value (a copy)
@@ -158,6 +160,7 @@ struct Event {
   std::unique_ptr<Request> req;  // kRequest
   fuse_conn_info conn {};         // kInit
   uint32_t max_pages = 0;         // kInit: pages per request granted with FUSE_MAX_PAGES (0: not)
+  bool readdirplus = false;       // kInit: READDIRPLUS granted in the INIT reply
   std::string reason;             // kEnded / kUnmounted
   int err = 0;                    // kEnded / kUnmounted: errno; kNotifyDone: result errno
   uint64_t notify_id = 0;         // kNotifyDone
@@ -173,9 +176,11 @@ struct Job {
 };
 
 struct Pending {
-  fuse_req_t req;
+  fuse_req_t req;  // nullptr: a request libfuse never saw (READDIRPLUS), answered with RawReply
   Op op;
   size_t size;  // read/readdir/xattr: the most bytes the kernel accepts
+  uint64_t unique = 0;  // req == nullptr: the kernel's id of the request
+  bool plus = false;    // readdir: answer with fuse_direntplus records
 };
 
 class Core;
@@ -233,6 +238,11 @@ class Core {
   void EndLoop(bool woken, int err);
   void ClosePolls();
   void Submit(fuse_req_t req, std::unique_ptr<Request> r);
+  // A READDIRPLUS read from the device (libfuse 2.9 cannot decode it): queued like Submit.
+  void SubmitReaddirplus(const char* buf, size_t len);
+  void Enqueue(Pending p, std::unique_ptr<Request> r);
+  // Answer a request libfuse never saw: out header (error = -err) + data. 0 or -errno.
+  int RawReply(uint64_t unique, int err, const char* data, size_t len);
   void Post(Event* ev);
   // A request or INIT from the read loop: batched and delivered when the read loop yields.
   void Deliver(Event* ev);
@@ -272,6 +282,11 @@ class Core {
   uint64_t init_unique_ = 0;   // unique of the INIT request being answered, 0 = none
   uint32_t kernel_minor_ = 0;  // the kernel's protocol minor from its INIT request
   bool big_requests_ = false;  // INIT reply rewritten to grant FUSE_MAX_PAGES
+  uint32_t kernel_flags_ = 0;  // the flags of the kernel's INIT request
+  bool readdirplus_ = false;   // INIT reply rewritten to ask for READDIRPLUS
+  // Uniques of READDIRPLUS requests not answered yet: an INTERRUPT of one is dropped here
+  // (libfuse would keep it in its list of interrupts for requests it does not know).
+  std::unordered_set<uint64_t> raw_uniques_;
 
   // Written by the mount (before polling and the worker start) and read-only afterwards.
   std::string mountpoint_;
@@ -335,6 +350,32 @@ void FetchGroups(fuse_req_t req, Request* r) {
   if (m > 0 && m <= n) r->groups.assign(big.begin(), big.begin() + m);
 }
 
+// Supplementary groups of thread `pid` from /proc (what fuse_req_getgroups reads), for requests
+// libfuse never saw. Left empty when the thread is gone.
+void ReadGroups(pid_t pid, Request* r) {
+  if (pid <= 0) return;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/status", static_cast<int>(pid), static_cast<int>(pid));
+  FILE* f = fopen(path, "re");
+  if (!f) return;
+  char* line = nullptr;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    if (strncmp(line, "Groups:", 7) != 0) continue;
+    char* p = line + 7;
+    for (;;) {
+      char* end = nullptr;
+      const unsigned long g = strtoul(p, &end, 10);
+      if (end == p) break;
+      r->groups.push_back(static_cast<gid_t>(g));
+      p = end;
+    }
+    break;
+  }
+  free(line);
+  fclose(f);
+}
+
 void SetFi(Request* r, const fuse_file_info* fi) {
   if (fi) {
     r->has_fh = true;
@@ -354,7 +395,18 @@ void SetFi(Request* r, const fuse_file_info* fi) {
 // 7.28: request and reply layouts did not change between 7.19 and 7.28 except behind flags we
 // do not set, and the opcodes added meanwhile (LSEEK, COPY_FILE_RANGE, RENAME2 with flags, ...)
 // get ENOSYS from libfuse, after which the kernel falls back to what it does at 7.19.
+//
+// READDIRPLUS (7.21): readdir replies that carry each entry's attributes, so that `ls -l` of a
+// directory costs a few requests instead of one LOOKUP per name once the kernel's entry cache
+// has expired. libfuse 2.9 does not know the opcode, so when the kernel offers it the INIT reply
+// asks for it (FUSE_DO_READDIRPLUS, without READDIRPLUS_AUTO: our readdir has the attributes
+// anyway) and the channel takes these requests before libfuse sees them (SubmitReaddirplus);
+// JavaScript gets them as "readdir" with plus set and they are answered with RawReply. An
+// INTERRUPT of one of them is dropped: the reply follows soon, as for any readdir.
 constexpr uint32_t kFuseInit = 26;       // FUSE_INIT opcode
+constexpr uint32_t kFuseInterrupt = 36;  // FUSE_INTERRUPT opcode
+constexpr uint32_t kFuseReaddirplus = 44;
+constexpr uint32_t kFlagDoReaddirplus = 1u << 13;
 constexpr uint32_t kMaxPagesMinor = 28;  // protocol minor that introduced FUSE_MAX_PAGES
 constexpr uint32_t kFlagMaxPages = 1u << 22;
 constexpr uint32_t kMaxPages = 256;      // 1 MiB requests
@@ -371,36 +423,48 @@ int ChanReceive(fuse_chan** chp, char* buf, size_t size) {
   fuse_chan* ch = *chp;
   auto* core = static_cast<Core*>(fuse_chan_data(ch));
   fuse_session* se = fuse_chan_session(ch);
-  const ssize_t res = read(fuse_chan_fd(ch), buf, size);
-  const int err = errno;
-  if (fuse_session_exited(se)) return 0;
-  if (res == -1) {
-    // ENOENT: the request was interrupted before we read it; poll again (the loop polls the
-    // wake-up eventfd too, so it must not block in read()).
-    if (err == ENOENT) return -EAGAIN;
-    if (err == ENODEV) {
-      fuse_session_exit(se);
-      return 0;
+  for (;;) {
+    const ssize_t res = read(fuse_chan_fd(ch), buf, size);
+    const int err = errno;
+    if (fuse_session_exited(se)) return 0;
+    if (res == -1) {
+      // ENOENT: the request was interrupted before we read it; poll again (the loop polls the
+      // wake-up eventfd too, so it must not block in read()).
+      if (err == ENOENT) return -EAGAIN;
+      if (err == ENODEV) {
+        fuse_session_exit(se);
+        return 0;
+      }
+      if (err != EINTR && err != EAGAIN) perror("bucketgate_fuse: reading /dev/fuse");
+      return -err;
     }
-    if (err != EINTR && err != EAGAIN) perror("bucketgate_fuse: reading /dev/fuse");
-    return -err;
+    if (static_cast<size_t>(res) < kInHeader) {
+      fprintf(stderr, "bucketgate_fuse: short read on /dev/fuse\n");
+      return -EIO;
+    }
+    uint32_t opcode;
+    memcpy(&opcode, buf + 4, 4);
+    if (opcode == kFuseInit && static_cast<size_t>(res) >= kInHeader + 16) {
+      uint64_t unique;
+      uint32_t major, minor, flags;
+      memcpy(&unique, buf + 8, 8);
+      memcpy(&major, buf + kInHeader, 4);
+      memcpy(&minor, buf + kInHeader + 4, 4);
+      memcpy(&flags, buf + kInHeader + 12, 4);
+      core->init_unique_ = unique;
+      core->kernel_minor_ = major == 7 ? minor : 0;
+      core->kernel_flags_ = major == 7 ? flags : 0;
+    } else if (opcode == kFuseReaddirplus && core->readdirplus_) {
+      core->SubmitReaddirplus(buf, static_cast<size_t>(res));
+      continue;
+    } else if (opcode == kFuseInterrupt && !core->raw_uniques_.empty() &&
+               static_cast<size_t>(res) >= kInHeader + 8) {
+      uint64_t target;
+      memcpy(&target, buf + kInHeader, 8);
+      if (core->raw_uniques_.count(target) != 0) continue;
+    }
+    return static_cast<int>(res);
   }
-  if (static_cast<size_t>(res) < kInHeader) {
-    fprintf(stderr, "bucketgate_fuse: short read on /dev/fuse\n");
-    return -EIO;
-  }
-  uint32_t opcode;
-  memcpy(&opcode, buf + 4, 4);
-  if (opcode == kFuseInit && static_cast<size_t>(res) >= kInHeader + 8) {
-    uint64_t unique;
-    uint32_t major, minor;
-    memcpy(&unique, buf + 8, 8);
-    memcpy(&major, buf + kInHeader, 4);
-    memcpy(&minor, buf + kInHeader + 4, 4);
-    core->init_unique_ = unique;
-    core->kernel_minor_ = major == 7 ? minor : 0;
-  }
-  return static_cast<int>(res);
 }
 
 int ChanSend(fuse_chan* ch, const iovec iov[], size_t count) {
@@ -424,6 +488,7 @@ int ChanSend(fuse_chan* ch, const iovec iov[], size_t count) {
       uint32_t flags;
       memcpy(&flags, out + kOutHeader + 12, 4);
       flags |= kFlagMaxPages;
+      if (core->readdirplus_) flags |= kFlagDoReaddirplus;
       const uint32_t max_write = kBigWrite;
       const uint32_t time_gran = 1;
       const uint16_t max_pages = kMaxPages;
@@ -466,9 +531,12 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   auto* core = static_cast<Core*>(userdata);
   // The channel rewrites the INIT reply to grant requests of kMaxPages pages (see ChanSend).
   core->big_requests_ = core->kernel_minor_ >= kMaxPagesMinor && conn->max_write >= kBigWrite;
+  // READDIRPLUS needs 7.21; it is asked for only along with the 7.28 reply ChanSend writes.
+  core->readdirplus_ = core->big_requests_ && (core->kernel_flags_ & kFlagDoReaddirplus) != 0;
   auto* ev = new Event{Event::Kind::kInit};
   ev->conn = *conn;
   ev->max_pages = core->big_requests_ ? kMaxPages : 0;
+  ev->readdirplus = core->readdirplus_;
   core->Deliver(ev);
 }
 
@@ -961,12 +1029,52 @@ void Core::Post(Event* ev) {
 
 void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
   if ((kCredOps & Bit(r->op)) && r->uid != 0) FetchGroups(req, r.get());
-  const size_t size = static_cast<size_t>(r->size);
+  const Pending p{req, r->op, static_cast<size_t>(r->size)};  // before r is moved from
+  Enqueue(p, std::move(r));
+}
+
+void Core::SubmitReaddirplus(const char* buf, size_t len) {
+  // fuse_in_header: len, opcode, unique, nodeid, uid, gid, pid, padding;
+  // then fuse_read_in: fh, offset, size, read_flags, lock_owner, flags, padding.
+  uint64_t unique, nodeid, fh, off;
+  uint32_t uid, gid, pid, size;
+  memcpy(&unique, buf + 8, 8);
+  if (len < kInHeader + 24) {
+    RawReply(unique, EIO, nullptr, 0);
+    return;
+  }
+  memcpy(&nodeid, buf + 16, 8);
+  memcpy(&uid, buf + 24, 4);
+  memcpy(&gid, buf + 28, 4);
+  memcpy(&pid, buf + 32, 4);
+  memcpy(&fh, buf + kInHeader, 8);
+  memcpy(&off, buf + kInHeader + 8, 8);
+  memcpy(&size, buf + kInHeader + 16, 4);
+  auto r = std::make_unique<Request>();
+  r->op = Op::kReaddir;
+  r->plus = true;
+  r->ino = nodeid;
+  r->has_fh = true;
+  r->fh = fh;
+  r->off = static_cast<int64_t>(off);
+  r->size = size;
+  r->uid = uid;
+  r->gid = gid;
+  r->pid = pid;
+  if (uid != 0) ReadGroups(static_cast<pid_t>(pid), r.get());
+  raw_uniques_.insert(unique);
+  Pending p{nullptr, Op::kReaddir, size};
+  p.unique = unique;
+  p.plus = true;
+  Enqueue(p, std::move(r));
+}
+
+void Core::Enqueue(Pending p, std::unique_ptr<Request> r) {
   uint64_t id;
   {
     std::lock_guard<std::mutex> lk(mu_);
     id = next_id_++;
-    pending_.emplace(id, Pending{req, r->op, size});
+    pending_.emplace(id, p);
   }
   r->id = id;
   auto* ev = new Event{Event::Kind::kRequest};
@@ -981,8 +1089,30 @@ void Core::Submit(fuse_req_t req, std::unique_ptr<Request> r) {
       std::lock_guard<std::mutex> lk(mu_);
       pending_.erase(id);
     }
-    fuse_reply_err(req, EIO);
+    if (p.req) {
+      fuse_reply_err(p.req, EIO);
+    } else {
+      RawReply(p.unique, EIO, nullptr, 0);
+    }
   }
+}
+
+int Core::RawReply(uint64_t unique, int err, const char* data, size_t len) {
+  raw_uniques_.erase(unique);
+  char hdr[kOutHeader];
+  const uint32_t total = static_cast<uint32_t>(kOutHeader + len);
+  const int32_t error = -err;
+  memcpy(hdr, &total, 4);
+  memcpy(hdr + 4, &error, 4);
+  memcpy(hdr + 8, &unique, 8);
+  iovec iov[2] = {{hdr, kOutHeader}, {const_cast<char*>(data), len}};
+  if (writev(fuse_chan_fd(ch_), iov, len > 0 ? 2 : 1) < 0) {
+    const int e = errno;
+    // ENOENT: the request was interrupted and the reply dropped (normal).
+    if (e != ENOENT && !fuse_session_exited(se_)) perror("bucketgate_fuse: writing /dev/fuse");
+    return -e;
+  }
+  return 0;
 }
 
 // ---- JS thread: reading /dev/fuse ------------------------------------------------------------
@@ -1426,6 +1556,68 @@ Napi::Buffer<char> CopyBytes(Napi::Env env, const std::string& s) {
 
 Napi::Number Num(Napi::Env env, uint64_t x) { return Napi::Number::New(env, static_cast<double>(x)); }
 
+// Seconds as the kernel's (seconds, nanoseconds) timeout fields (libfuse's calc_timeout_*).
+void TimeoutParts(double t, uint64_t* sec, uint32_t* nsec) {
+  if (!(t > 0)) {
+    *sec = 0;
+    *nsec = 0;
+    return;
+  }
+  *sec = t >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(t);
+  const double f = t - static_cast<double>(*sec);
+  *nsec = f <= 0 ? 0 : f >= 0.999999999 ? 999999999u : static_cast<uint32_t>(f * 1e9);
+}
+
+// One struct fuse_direntplus (fuse_entry_out, 128 bytes, then fuse_dirent and the name, padded
+// to 8 bytes) into out, when out_size is big enough. Returns its size either way. entry ==
+// nullptr: node id 0 (name only; the kernel counts no lookup).
+size_t PackDirentPlus(char* out, size_t out_size, const std::string& name, const struct stat& st,
+                      off_t next, const fuse_entry_param* entry) {
+  constexpr size_t kEntryOut = 128;
+  constexpr size_t kDirent = 24;
+  const size_t size = (kEntryOut + kDirent + name.size() + 7) & ~static_cast<size_t>(7);
+  if (out == nullptr || out_size < size) return size;
+  memset(out, 0, size);
+  auto put64 = [&](size_t at, uint64_t v) { memcpy(out + at, &v, 8); };
+  auto put32 = [&](size_t at, uint32_t v) { memcpy(out + at, &v, 4); };
+  if (entry != nullptr) {
+    const struct stat& a = entry->attr;
+    uint64_t sec;
+    uint32_t nsec;
+    put64(0, entry->ino);
+    put64(8, entry->generation);
+    TimeoutParts(entry->entry_timeout, &sec, &nsec);
+    put64(16, sec);
+    put32(32, nsec);
+    TimeoutParts(entry->attr_timeout, &sec, &nsec);
+    put64(24, sec);
+    put32(36, nsec);
+    // struct fuse_attr at 40.
+    put64(40, entry->ino);
+    put64(48, static_cast<uint64_t>(a.st_size));
+    put64(56, static_cast<uint64_t>(a.st_blocks));
+    put64(64, static_cast<uint64_t>(a.st_atim.tv_sec));
+    put64(72, static_cast<uint64_t>(a.st_mtim.tv_sec));
+    put64(80, static_cast<uint64_t>(a.st_ctim.tv_sec));
+    put32(88, static_cast<uint32_t>(a.st_atim.tv_nsec));
+    put32(92, static_cast<uint32_t>(a.st_mtim.tv_nsec));
+    put32(96, static_cast<uint32_t>(a.st_ctim.tv_nsec));
+    put32(100, a.st_mode);
+    put32(104, static_cast<uint32_t>(a.st_nlink));
+    put32(108, a.st_uid);
+    put32(112, a.st_gid);
+    put32(116, static_cast<uint32_t>(a.st_rdev));
+    put32(120, static_cast<uint32_t>(a.st_blksize));
+  }
+  // struct fuse_dirent at 128.
+  put64(kEntryOut, st.st_ino);
+  put64(kEntryOut + 8, static_cast<uint64_t>(next));
+  put32(kEntryOut + 16, static_cast<uint32_t>(name.size()));
+  put32(kEntryOut + 20, (st.st_mode & S_IFMT) >> 12);
+  memcpy(out + kEntryOut + kDirent, name.data(), name.size());
+  return size;
+}
+
 // Request -> plain JS object (see FuseRequest in src/adapters/fuse/native.ts).
 Napi::Object RequestToJs(Napi::Env env, const Request& r) {
   Napi::Object o = Napi::Object::New(env);
@@ -1551,6 +1743,7 @@ Napi::Object RequestToJs(Napi::Env env, const Request& r) {
       o.Set("fh", Num(env, r.fh));
       o.Set("offset", Napi::BigInt::New(env, static_cast<int64_t>(r.off)));
       o.Set("size", Num(env, r.size));
+      o.Set("plus", Napi::Boolean::New(env, r.plus));
       break;
     case Op::kSetxattr:
       o.Set("ino", Num(env, r.ino));
@@ -1598,6 +1791,7 @@ void CallJs(Napi::Env env, Napi::Function fn, Core* core, Event* raw) {
         o.Set("protoMinor", Num(env, ev->conn.proto_minor));
         o.Set("maxWrite", Num(env, ev->max_pages > 0 ? kBigWrite : std::min<uint64_t>(ev->conn.max_write, kSmallWrite)));
         o.Set("maxPages", Num(env, ev->max_pages));
+        o.Set("readdirplus", Napi::Boolean::New(env, ev->readdirplus));
         o.Set("maxReadahead", Num(env, ev->conn.max_readahead));
         o.Set("maxBackground", Num(env, ev->conn.max_background));
         o.Set("capable", Num(env, ev->conn.capable));
@@ -1833,6 +2027,7 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     double e = ToDouble(info[1], "errno");
     if (!(e >= 0 && e < 1000) || std::floor(e) != e) throw Napi::RangeError::New(env, "bad errno");
     Pending p = core_->Take(env, id, e == 0 ? kOkOps : kAllOps, e == 0 ? "replyErr(0)" : "replyErr");
+    if (!p.req) return Done(env, core_->RawReply(p.unique, static_cast<int>(e), nullptr, 0));
     return Done(env, fuse_reply_err(p.req, static_cast<int>(e)));
   }
 
@@ -1920,8 +2115,11 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
     return Done(env, fuse_reply_buf(p.req, data, len));
   }
 
-  // replyDirents(id, [{ name: Buffer, ino, mode, nextOffset: bigint }]): packs as many entries
-  // as fit in the size the kernel asked for (fuse_add_direntry) and returns how many it packed.
+  // replyDirents(id, [{ name: Buffer, ino, mode, nextOffset: bigint, entry? }]): packs as many
+  // entries as fit in the size the kernel asked for and returns how many it packed. A READDIRPLUS
+  // (request.plus) is answered with fuse_direntplus records: `entry` (as for replyEntry) gives
+  // the kernel the entry's attributes and counts as a lookup of it; without one the record has
+  // node id 0 and the kernel only lists the name.
   Napi::Value ReplyDirents(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint64_t id = Id(info);
@@ -1934,6 +2132,8 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       std::string name;
       struct stat st;
       off_t next;
+      bool has_entry = false;
+      fuse_entry_param entry;
     };
     std::vector<Ent> ents;
     ents.reserve(arr.Length());
@@ -1951,12 +2151,30 @@ class FuseSession : public Napi::ObjectWrap<FuseSession> {
       e.st.st_ino = GetU64(o, "ino");
       e.st.st_mode = static_cast<mode_t>(GetU64(o, "mode"));
       e.next = static_cast<off_t>(ToI64(o.Get("nextOffset"), "nextOffset"));
+      Napi::Value ent = o.Get("entry");
+      if (!ent.IsUndefined()) {
+        ToEntry(ent, &e.entry);
+        e.has_entry = e.entry.ino != 0;
+      }
       ents.push_back(std::move(e));
     }
     Pending p = core_->Take(env, id, Bit(Op::kReaddir), "replyDirents");
     std::vector<char> buf(p.size);
     size_t pos = 0;
     uint32_t packed = 0;
+    if (p.plus) {
+      for (const Ent& e : ents) {
+        const size_t need = PackDirentPlus(nullptr, 0, e.name, e.st, e.next,
+                                           e.has_entry ? &e.entry : nullptr);
+        if (pos + need > buf.size()) break;
+        PackDirentPlus(buf.data() + pos, need, e.name, e.st, e.next, e.has_entry ? &e.entry : nullptr);
+        pos += need;
+        packed++;
+      }
+      core_->RawReply(p.unique, 0, buf.data(), pos);
+      core_->AfterReply();
+      return Napi::Number::New(env, packed);
+    }
     for (const Ent& e : ents) {
       size_t need = fuse_add_direntry(p.req, nullptr, 0, e.name.c_str(), nullptr, 0);
       if (pos + need > buf.size()) break;

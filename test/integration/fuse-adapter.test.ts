@@ -408,6 +408,110 @@ for _ in range(3):
     expect(await until(() => vfs.openHandles === 0)).toBe(true);
   });
 
+  describe('READDIRPLUS (entries with their attributes)', () => {
+    let m3: string;
+    let v3: MemVfs;
+    let a3: FuseAdapter;
+
+    beforeAll(async () => {
+      m3 = join(base, 'plus');
+      await mkdir(m3);
+      v3 = new MemVfs({ maxReaddirPage: 1000 });
+      a3 = newAdapter(m3, v3, { attrTimeoutSec: 60, entryTimeoutSec: 60 });
+      await a3.mount();
+    });
+
+    afterAll(async () => {
+      await a3.unmount();
+    });
+
+    /** Files `prefix-NNNN` (i bytes, mode 0600 | (i % 2 ? 0o040 : 0)) made straight in the VFS. */
+    async function populate(dir: string, n: number, prefix: string): Promise<void> {
+      const d = await v3.mkdir(ROOT_CRED, ROOT_INO, dir, 0o755);
+      for (let i = 0; i < n; i++) {
+        const name = `${prefix}-${String(i).padStart(4, '0')}`;
+        const { fh } = await v3.create(ROOT_CRED, d.ino, name, 0o600 | (i % 2 ? 0o040 : 0), O_CREAT | O_WRONLY);
+        if (i > 0) await v3.write(fh, 0, Buffer.alloc(i, 0x61));
+        await v3.release(fh);
+      }
+    }
+
+    function expectListing(out: string, n: number, prefix: string): void {
+      const rows = out
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => l.split(/\s+/));
+      expect(rows).toHaveLength(n);
+      for (const r of rows) {
+        const i = Number(r[8]?.slice(prefix.length + 1));
+        expect(r[8]).toBe(`${prefix}-${String(i).padStart(4, '0')}`);
+        expect(r[0]).toBe(i % 2 ? '-rw-r-----' : '-rw-------');
+        expect(r[4]).toBe(String(i));
+      }
+    }
+
+    it('is granted where the kernel offers it (protocol 7.28 and up)', () => {
+      expect(a3.connection?.readdirplus).toBe((a3.connection?.protoMinor ?? 0) >= 28);
+    });
+
+    it('gives the kernel every entry with its attributes: ls -l of 600 names looks none up', async () => {
+      if (!a3.connection?.readdirplus) return;
+      await populate('six-hundred', 600, 'f');
+      v3.calls.length = 0;
+      expectListing(await ok(`ls -l ${q(join(m3, 'six-hundred'))}`), 600, 'f');
+      // Only the directory itself is looked up; stat of each name is answered from the entries.
+      expect(v3.callsOf('lookup').filter((c) => c.name !== 'six-hundred')).toEqual([]);
+      expect(v3.callsOf('getattr')).toEqual([]);
+    });
+
+    it('lists a directory that needs several replies once and in full, with long names', async () => {
+      if (!a3.connection?.readdirplus) return;
+      // 3000 entries of 408 bytes: more than one reply holds even where the kernel asks for
+      // 1 MiB at a time, so entries fetched for one reply are sent with the next (fresh attributes).
+      const prefix = 'n'.repeat(250);
+      await populate('long-names', 3000, prefix);
+      v3.calls.length = 0;
+      expectListing(await ok(`ls -l ${q(join(m3, 'long-names'))}`), 3000, prefix);
+      expect(v3.callsOf('getattr').length).toBeGreaterThan(0); // the kept entries' attributes
+      // getdents64 with a small buffer (python) sees every name once as well.
+      const py = await ok(
+        `python3 -c 'import os,sys; n=os.listdir(sys.argv[1]); print(len(n), len(set(n)))' ${q(join(m3, 'long-names'))}`,
+      );
+      expect(py).toBe('3000 3000\n');
+      expect(v3.callsOf('lookup').filter((c) => c.name !== 'long-names')).toEqual([]);
+    });
+
+    it('refreshes attributes the kernel has cached when the directory is read again', async () => {
+      if (!a3.connection?.readdirplus) return;
+      const d = await v3.mkdir(ROOT_CRED, ROOT_INO, 'refresh', 0o755);
+      const { fh, attr } = await v3.create(ROOT_CRED, d.ino, 'grows', 0o644, O_CREAT | O_WRONLY);
+      await v3.write(fh, 0, Buffer.from('1234'));
+      const f = join(m3, 'refresh', 'grows');
+      expect(await ok(`stat -c %s ${q(f)}`)).toBe('4\n');
+      // Behind the kernel's back: the attributes it cached (60 s) keep the old size ...
+      await v3.write(fh, 4, Buffer.from('5678'));
+      await v3.release(fh);
+      expect(await ok(`stat -c %s ${q(f)}`)).toBe('4\n');
+      // ... until a READDIRPLUS brings the new ones.
+      expect(await ok(`ls -l ${q(join(m3, 'refresh'))}`)).toMatch(/ 8 .* grows\n/);
+      expect(await ok(`stat -c '%s %i' ${q(f)}`)).toBe(`8 ${attr.ino}\n`);
+    });
+
+    it("checks the caller's uid, gid and groups (read from /proc for these requests)", async () => {
+      if (!a3.connection?.readdirplus) return;
+      const d = await v3.mkdir(ROOT_CRED, ROOT_INO, 'group-dir', 0o750);
+      await v3.setattr(ROOT_CRED, d.ino, { gid: 4321 });
+      await v3.create(ROOT_CRED, d.ino, 'inside', 0o644, O_CREAT | O_WRONLY).then((r) => v3.release(r.fh));
+      const dir = q(join(m3, 'group-dir'));
+      expect(await ok(`setpriv --reuid=1234 --regid=1234 --groups=4321 ls ${dir}`)).toBe('inside\n');
+      const denied = await sh(`setpriv --reuid=1234 --regid=1234 --clear-groups ls ${dir}`);
+      expect(denied.stderr).toContain('Permission denied');
+      const rd = v3.callsOf('readdir').find((c) => c.cred?.uid === 1234);
+      expect(rd?.cred).toEqual({ uid: 1234, gid: 1234, groups: [4321] });
+    });
+  });
+
   describe('kernel cache invalidation', () => {
     it('drops cached entries and attributes when the VFS says so', async () => {
       const m2 = join(base, 'cached');

@@ -7,6 +7,8 @@
  *
  * Inode numbers pass through unchanged (FUSE's root is 1, like ROOT_INO). Directory offsets:
  * 0 = start, 1 = after ".", 2 = after "..", cookie + 2 = after the VFS entry with that cookie.
+ * Where the binding negotiated READDIRPLUS, readdir replies carry each entry's attributes (the
+ * VFS readdir has them anyway), so `ls -l` needs no LOOKUP per name.
  *
  * Caching: attribute/entry timeouts come from the options (0 = no caching). The page cache
  * follows libfuse's "auto_cache" rule, which only exists in libfuse's high-level API and is
@@ -104,6 +106,8 @@ const BLKSIZE = FUSE_MAX_WRITE;
 const UNKNOWN_INO = 0xffffffff;
 /** Bytes of a fuse_dirent with a 1-8 byte name: the most entries a readdir buffer can hold. */
 const MIN_DIRENT = 32;
+/** The same for a READDIRPLUS buffer (struct fuse_direntplus with a 1-8 byte name). */
+const MIN_DIRENT_PLUS = 160;
 const AUTO_CACHE_MAX = 100_000;
 /** Reusable read buffers: the largest READ libfuse 2.9 sends, and how many are kept. */
 const READ_BUF_SIZE = FUSE_MAX_READ;
@@ -241,6 +245,7 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
       options: options.join(','),
       proto: `${this.conn.protoMajor}.${this.conn.protoMinor}`,
       maxWrite: this.conn.maxWrite,
+      readdirplus: this.conn.readdirplus,
       ...(readAheadKb !== undefined ? { readAheadKb } : {}),
     });
   }
@@ -670,8 +675,11 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
 
   private async readdir(r: FuseRequestOf<'readdir'>): Promise<void> {
     const h = this.dirs.get(r.fh) ?? { ino: r.ino };
+    const plus = r.plus;
+    const sizeOf = plus ? direntPlusSize : direntSize;
     const out: NativeDirent[] = [];
     const off = r.offset;
+    // "." and ".." carry no attributes in a READDIRPLUS (node id 0: the kernel only lists them).
     if (off === 0n) out.push({ name: DOT, ino: r.ino, mode: S_IFDIR, nextOffset: 1n });
     if (off <= 1n) {
       out.push({
@@ -683,26 +691,34 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
     }
     // Offset where the VFS part starts: 2 = cookie 0 (the beginning).
     const base = off > 2n ? off : 2n;
-    const room = r.size - out.reduce((n, e) => n + direntSize(e.name), 0);
+    const room = r.size - out.reduce((n, e) => n + sizeOf(e.name), 0);
     let entries: NativeDirent[] = [];
     let eof = false;
     let next = base;
+    const c = cred(r);
     if (h.ahead && h.ahead.offset === base) {
       entries = h.ahead.entries;
       eof = h.ahead.eof;
       next = entries[entries.length - 1]?.nextOffset ?? base;
+      // Attributes kept from an earlier request may be older than the kernel's: send fresh ones.
+      if (plus) entries = await Promise.all(entries.map((e) => this.withFreshEntry(c, e)));
     }
-    let bytes = entries.reduce((n, e) => n + direntSize(e.name), 0);
+    let bytes = entries.reduce((n, e) => n + sizeOf(e.name), 0);
     // Fill the kernel's buffer (a few VFS pages at most): one getdents, one request.
-    const c = cred(r);
     for (let calls = 0; !eof && bytes < room && calls < MAX_READDIR_CALLS; calls++) {
-      const limit = Math.max(16, Math.ceil((room - bytes) / MIN_DIRENT));
+      const limit = Math.max(16, Math.ceil((room - bytes) / (plus ? MIN_DIRENT_PLUS : MIN_DIRENT)));
       const res = await this.vfs.readdir(c, r.ino, next - 2n, limit);
       for (const e of res.entries) {
         const name = Buffer.from(e.name, 'utf8');
         next = e.cookie + 2n;
-        entries.push({ name, ino: e.attr.ino, mode: typeBits(e.attr.type), nextOffset: next });
-        bytes += direntSize(name);
+        entries.push({
+          name,
+          ino: e.attr.ino,
+          mode: typeBits(e.attr.type),
+          nextOffset: next,
+          ...(plus ? { entry: this.entry(e.attr) } : {}),
+        });
+        bytes += sizeOf(name);
       }
       eof = res.eof || res.entries.length === 0;
     }
@@ -719,6 +735,16 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
     if (this.dirs.has(r.fh)) this.dirs.set(r.fh, h);
   }
 
+  /** A kept READDIRPLUS entry with its attributes read again (none if the name is gone). */
+  private async withFreshEntry(c: Cred, e: NativeDirent): Promise<NativeDirent> {
+    const plain: NativeDirent = { name: e.name, ino: e.ino, mode: e.mode, nextOffset: e.nextOffset };
+    try {
+      return { ...plain, entry: this.entry(await this.vfs.getattr(c, e.ino)) };
+    } catch {
+      return plain;
+    }
+  }
+
   private async statfs(r: FuseRequestOf<'statfs'>): Promise<void> {
     const st = await this.vfs.statfs(cred(r));
     this.s().replyStatfs(r.id, st);
@@ -728,6 +754,11 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
 /** Bytes of one entry in the kernel's readdir buffer (struct fuse_dirent, 8-byte aligned). */
 function direntSize(name: Buffer): number {
   return (24 + name.length + 7) & ~7;
+}
+
+/** Bytes of one READDIRPLUS entry (struct fuse_direntplus: fuse_entry_out + fuse_dirent). */
+function direntPlusSize(name: Buffer): number {
+  return (152 + name.length + 7) & ~7;
 }
 
 function cred(r: FuseRequest): Cred {

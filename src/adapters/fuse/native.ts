@@ -81,8 +81,12 @@ export interface FuseRequestFields {
   releasedir: { ino: number; fh: number; flags: number };
   fsync: { ino: number; fh: number; datasync: boolean };
   fsyncdir: { ino: number; fh: number; datasync: boolean };
-  /** offset: 0 at the start, else a nextOffset this file system gave out. size: reply bytes. */
-  readdir: { ino: number; fh: number; offset: bigint; size: number };
+  /**
+   * offset: 0 at the start, else a nextOffset this file system gave out. size: reply bytes.
+   * plus: a READDIRPLUS (the connection granted it: FuseInitEvent.readdirplus); the reply's
+   * entries then take 152 bytes + the name (8-byte aligned) and may carry their attributes.
+   */
+  readdir: { ino: number; fh: number; offset: bigint; size: number; plus: boolean };
   setxattr: { ino: number; name: Buffer; value: Buffer; flags: number };
   getxattr: { ino: number; name: Buffer; size: number };
   listxattr: { ino: number; size: number };
@@ -137,6 +141,11 @@ export interface NativeDirent {
   mode: number;
   /** Offset of the entry AFTER this one (what the kernel passes back to continue). */
   nextOffset: bigint;
+  /**
+   * READDIRPLUS only: the entry's attributes and timeouts, as for replyEntry (the kernel counts
+   * it as a lookup). Without it the kernel gets the name only and looks it up when needed.
+   */
+  entry?: NativeEntry;
 }
 
 export interface NativeStatfs {
@@ -159,6 +168,8 @@ export interface FuseInitEvent {
   maxWrite: number;
   /** Pages per request granted with FUSE_MAX_PAGES in the INIT reply; 0 = the kernel's 32. */
   maxPages: number;
+  /** READDIRPLUS asked for in the INIT reply: readdir requests may come with `plus`. */
+  readdirplus: boolean;
   maxReadahead: number;
   maxBackground: number;
   capable: number;
@@ -224,7 +235,10 @@ export interface NativeFuseSession {
   replyWrite(id: number, count: number): number;
   /** read, readdir (pre-packed), getxattr, listxattr. Data beyond the requested size is cut. */
   replyBuf(id: number, data: Uint8Array): number;
-  /** readdir: packs as many entries as fit in the requested size; returns how many it packed. */
+  /**
+   * readdir: packs as many entries as fit in the requested size; returns how many it packed.
+   * For a READDIRPLUS, entries with `entry` give the kernel their attributes.
+   */
   replyDirents(id: number, entries: readonly NativeDirent[]): number;
   replyStatfs(id: number, st: NativeStatfs): number;
   /** getxattr/listxattr with size 0: the size of the value. */
