@@ -250,6 +250,9 @@ export class SqliteMetaStore implements MetaStore {
       getUpload: d.prepare('SELECT * FROM uploads WHERE ino = ?'),
       dueUploads: d.prepare('SELECT * FROM uploads WHERE due_ms <= ? ORDER BY due_ms LIMIT ?'),
       allUploads: d.prepare('SELECT * FROM uploads ORDER BY due_ms'),
+      uploadCount: d.prepare('SELECT count(*) AS c FROM uploads'),
+      hurryUploads: d.prepare('UPDATE uploads SET due_ms = ? WHERE due_ms > ? AND attempts = 0'),
+      hurryAllUploads: d.prepare('UPDATE uploads SET due_ms = ? WHERE due_ms > ?'),
       uploadFailed: d.prepare(
         'UPDATE uploads SET attempts = attempts + 1, last_error = ?, due_ms = ? WHERE ino = ?',
       ),
@@ -412,6 +415,15 @@ export class SqliteMetaStore implements MetaStore {
 
   allUploads(): UploadEntry[] {
     return (this.stmts.allUploads.all() as RawUpload[]).map(toUpload);
+  }
+
+  uploadCount(): number {
+    return Number((this.stmts.uploadCount.get() as { c: bigint }).c);
+  }
+
+  hurryUploads(nowMs: number, failingToo: boolean): number {
+    const stmt = failingToo ? this.stmts.hurryAllUploads : this.stmts.hurryUploads;
+    return stmt.run(nowMs, nowMs).changes;
   }
 
   removeUpload(ino: Ino): void {

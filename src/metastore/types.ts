@@ -86,6 +86,13 @@ export interface MetaStore extends CacheIndex {
   getUpload(ino: Ino): UploadEntry | undefined;
   dueUploads(nowMs: number, limit: number): UploadEntry[];
   allUploads(): UploadEntry[];
+  /** Entries in the upload journal. */
+  uploadCount(): number;
+  /**
+   * Make queued uploads due at `nowMs` (a flush): those not due yet, failing ones (attempts > 0)
+   * only with `failingToo`. Returns how many changed.
+   */
+  hurryUploads(nowMs: number, failingToo: boolean): number;
   removeUpload(ino: Ino): void;
   uploadFailed(ino: Ino, error: string, nextDueMs: number): void;
   /** Names seen by a listing in progress (bounded-memory diff of large directories). */

@@ -178,19 +178,19 @@ export class Uploader {
   async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     // Everything queued is due now, failing entries included (their backoff restarts from here).
-    for (const e of this.meta.allUploads())
-      if (e.dueMs > Date.now()) this.meta.enqueueUpload(e.ino, Date.now());
+    this.meta.hurryUploads(Date.now(), true);
+    // Woken after every finished upload: only counting and one UPDATE here (reading the whole
+    // journal each time made a flush of n small files cost O(n^2)).
     for (;;) {
-      const entries = this.meta.allUploads();
-      if (entries.length === 0 && this.inflight.size === 0) return;
+      const queued = this.meta.uploadCount();
+      if (queued === 0 && this.inflight.size === 0) return;
       if (Date.now() > deadline) {
         throw new FsError('ETIMEDOUT', 'flush', undefined, {
-          message: `uploads did not finish in time (${entries.length} files still queued)`,
+          message: `uploads did not finish in time (${queued} files still queued)`,
         });
       }
       // Entries closed during the flush become due at once too.
-      for (const e of entries)
-        if (e.dueMs > Date.now() && e.attempts === 0) this.meta.enqueueUpload(e.ino, Date.now());
+      this.meta.hurryUploads(Date.now(), false);
       this.pump();
       await new Promise<void>((r) => {
         const t = setTimeout(r, 50);

@@ -87,6 +87,32 @@ describe('CoreVfs over the in-memory object store', () => {
     expect((await readAll(t.vfs, ino)).toString()).toBe('hello world');
   });
 
+  it('flush makes every queued upload due at once, failing ones included, and says what is left', async () => {
+    const t = await mk({ uploadDelayMs: 600_000 });
+    // A failing upload waits out its backoff; a flush retries it at once.
+    await writeFile(t.vfs, ROOT_INO, 'first', 'retried', ALICE);
+    t.mem.failNext('put', 'transient', { key: 'first' });
+    await t.vfs.flushAll(50).catch(() => undefined);
+    expect(t.meta.getUpload(t.meta.lookup(ROOT_INO, 'first')?.ino ?? 0)?.attempts).toBe(1);
+    for (let i = 0; i < 200; i++) await writeFile(t.vfs, ROOT_INO, `f${i}`, `content ${i}`, ALICE);
+    expect(t.meta.uploadCount()).toBe(201);
+    // The journal side of it: not-yet-due entries first, failing ones only when asked.
+    const now = Date.now();
+    expect(t.meta.hurryUploads(now, false)).toBe(200);
+    expect(t.meta.hurryUploads(now, false)).toBe(0);
+    expect(t.meta.hurryUploads(now, true)).toBe(1);
+    expect(t.meta.allUploads().every((u) => u.dueMs <= now)).toBe(true);
+    await t.vfs.flushAll(5000);
+    expect(t.meta.uploadCount()).toBe(0);
+    expect(t.mem.read('first')?.toString()).toBe('retried');
+    for (let i = 0; i < 200; i++) expect(t.mem.read(`f${i}`)?.toString()).toBe(`content ${i}`);
+    // One that keeps failing: the flush gives up after its timeout and names the count.
+    await writeFile(t.vfs, ROOT_INO, 'stuck', 'x', ALICE);
+    t.mem.failNext('put', 'transient', { key: 'stuck', times: 1000 });
+    await expect(t.vfs.flushAll(300)).rejects.toThrow(/1 files still queued/);
+    t.mem.clearFaults();
+  });
+
   it('write-through: flush returns only when the object is in the bucket', async () => {
     const t = await mk({ mode: 'write-through' });
     const { fh } = await t.vfs.create(R, ROOT_INO, 'wt.bin', 0o600, O_CREAT | O_RDWR);
