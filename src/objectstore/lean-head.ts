@@ -100,6 +100,25 @@ export class LeanHead {
     });
   }
 
+  /** A signed GET of `key` (for LeanGet), or undefined when it cannot be signed. */
+  async signGet(key: string, headers: Record<string, string>): Promise<{ path: string; headers: Record<string, string> } | undefined> {
+    const u = this.url;
+    try {
+      const signed = await this.signer.sign({
+        method: 'GET',
+        protocol: u.protocol,
+        hostname: u.hostname,
+        ...(u.port !== '' ? { port: Number(u.port) } : {}),
+        path: this.basePath + key.split('/').map(encodeSegment).join('/'),
+        query: {},
+        headers: { ...headers, 'x-amz-content-sha256': EMPTY_SHA256, host: u.host },
+      });
+      return { path: signed.path, headers: signed.headers };
+    } catch {
+      return undefined; // no credentials yet, or a provider error: the SDK reports it
+    }
+  }
+
   /**
    * Sign and send one request; `onResponse` settles the result from the answer. Resolves
    * undefined when it cannot be signed or sent (the SDK then repeats it), rejects with a

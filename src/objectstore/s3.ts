@@ -47,6 +47,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { getLogger } from '../log/index.js';
+import { LeanGet } from './lean-get.js';
 import { LeanHead } from './lean-head.js';
 import {
   ObjectStoreError,
@@ -592,6 +593,10 @@ export class S3ObjectStore implements ObjectStore {
   private deleteObjectsUnsupported = false;
   /** HEAD without the SDK's middleware (path-style endpoints only), see lean-head.ts. */
   private readonly lean: LeanHead | undefined;
+  /** Ranged GETs read straight into the caller's buffer (plain-HTTP path-style), see lean-get.ts. */
+  private readonly leanGet: LeanGet | undefined;
+  /** GETs answered by the lean path (tests and diagnostics). */
+  leanGets = 0;
 
   constructor(opts: S3ObjectStoreOptions) {
     this.bucket = opts.bucket;
@@ -640,12 +645,15 @@ export class S3ObjectStore implements ObjectStore {
         httpsAgent,
         ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
       });
+      const url = new URL(opts.endpoint);
+      if (LeanGet.supports(url)) this.leanGet = new LeanGet(url, timeout);
     }
   }
 
   /** Close the client's sockets. */
   destroy(): void {
     this.client.destroy();
+    this.leanGet?.destroy();
   }
 
   /** Run one SDK call, mapping its errors. */
@@ -713,6 +721,11 @@ export class S3ObjectStore implements ObjectStore {
       }
       return Buffer.alloc(0);
     }
+    const scratch = opts?.scratch;
+    if (this.leanGet !== undefined && scratch !== undefined && scratch.length >= end - start) {
+      const got = await this.leanGetRange(this.leanGet, key, start, end, scratch, opts);
+      if (got !== undefined) return got;
+    }
     let res: GetObjectCommandOutput;
     try {
       res = await this.call('getRange', key, signal, () =>
@@ -778,6 +791,55 @@ export class S3ObjectStore implements ObjectStore {
           `short or misplaced range: asked ${start}-${end - 1}, got ${res.ContentRange} with ${buf.length} bytes`,
         );
       }
+    }
+    return buf;
+  }
+
+  /**
+   * getRange through LeanGet into `dest`: the bytes (a view of dest), or undefined when the SDK
+   * should send the request (any answer but a plain 200/206 that fits, or a failed connection).
+   */
+  private async leanGetRange(
+    lg: LeanGet,
+    key: string,
+    start: number,
+    end: number,
+    dest: Buffer,
+    opts: GetRangeOptions | undefined,
+  ): Promise<Buffer | undefined> {
+    const signal = opts?.signal;
+    const ifMatch = opts?.ifMatch;
+    if (signal?.aborted === true) throw new ObjectStoreError('aborted', 'getRange', key, 'aborted before the request');
+    const req = await this.lean?.signGet(key, {
+      range: `bytes=${start}-${end - 1}`,
+      ...(ifMatch !== undefined ? { 'if-match': `"${unquote(ifMatch)}"` } : {}),
+    });
+    if (req === undefined) return undefined;
+    let r;
+    try {
+      r = await lg.get(req, dest, signal);
+    } catch (e) {
+      throw toObjectStoreError(e, 'getRange', key, signal);
+    }
+    if (r === undefined) return undefined;
+    this.leanGets++;
+    if (ifMatch !== undefined && r.etag !== undefined && r.etag !== '' && r.etag !== unquote(ifMatch)) {
+      // Servers that ignore If-Match (s3rver): check the returned ETag ourselves.
+      throw new ObjectStoreError('precondition', 'getRange', key, `ETag is ${r.etag}, expected ${unquote(ifMatch)}`, {
+        status: 412,
+      });
+    }
+    const buf = dest.subarray(0, r.length);
+    const cr = r.status === 206 && r.contentRange !== undefined ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(r.contentRange) : null;
+    // A 200: the server ignored the Range header and sent the whole object.
+    if (cr === null) return r.status === 200 ? buf.subarray(Math.min(start, buf.length), Math.min(end, buf.length)) : undefined;
+    if (Number(cr[1]) !== start || buf.length !== Number(cr[2]) - start + 1) {
+      throw new ObjectStoreError(
+        'transient',
+        'getRange',
+        key,
+        `short or misplaced range: asked ${start}-${end - 1}, got ${r.contentRange} with ${buf.length} bytes`,
+      );
     }
     return buf;
   }

@@ -6,7 +6,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -772,6 +772,145 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it('GET into a scratch buffer: signed like the SDK, body read into the buffer, same answers', async () => {
+    const proxy = await startProxy(s3.endpoint, () => undefined);
+    const lean = storeFor(s3, 'md5', { endpoint: proxy.endpoint });
+    const sdk = storeFor(s3, 'md5', { endpoint: proxy.endpoint, leanHead: false });
+    try {
+      const scratch = Buffer.alloc(1 << 20);
+      for (const key of ['lean-get/plain', 'lean-get/sp ace+plus%pct', 'lean-get/ünï 日本']) {
+        const data = randomBytes(700_000);
+        const { etag } = await sdk.put(key, data, { metadata: {} });
+        for (const [a, b] of [
+          [0, 700_000],
+          [1, 2],
+          [65_000, 640_123],
+          [699_999, 700_000],
+        ] as const) {
+          proxy.seen.length = 0;
+          const got = await lean.getRange(key, a, b, { scratch, ifMatch: etag });
+          expect(got.equals(data.subarray(a, b))).toBe(true);
+          expect(got.buffer).toBe(scratch.buffer);
+          const [req] = proxy.seen;
+          expect(proxy.seen).toHaveLength(1);
+          expect(req!.headers['user-agent']).toBe('bucketgate (lean GET)');
+          expect(req!.headers.range).toBe(`bytes=${a}-${b - 1}`);
+          expect(req!.headers.authorization).toBe(expectedAuthorization(req!, s3.secretAccessKey, 'us-east-1'));
+        }
+        // s3rver ignores If-Match: the ETag that came back is checked, as on the SDK path.
+        await expect(lean.getRange(key, 0, 10, { scratch, ifMatch: 'f'.repeat(32) })).rejects.toMatchObject({
+          kind: 'precondition',
+        });
+        await expect(sdk.getRange(key, 0, 10, { scratch, ifMatch: 'f'.repeat(32) })).rejects.toMatchObject({
+          kind: 'precondition',
+        });
+      }
+      expect(lean.leanGets).toBe(15); // 4 ranges and the ETag check, for 3 keys
+      expect(sdk.leanGets).toBe(0);
+      // Past the end, and a missing object: the SDK path answers (416 / 404), as before.
+      await expect(lean.getRange('lean-get/plain', 800_000, 800_010, { scratch })).resolves.toHaveLength(0);
+      await expect(lean.getRange('lean-get/none', 0, 10, { scratch })).rejects.toMatchObject({ kind: 'not-found' });
+      expect(lean.leanGets).toBe(15);
+    } finally {
+      lean.destroy();
+      sdk.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('GET: any answer but a plain 200/206 goes back through the SDK (403, 503 then success)', async () => {
+    let fail503 = 0;
+    const proxy = await startProxy(s3.endpoint, (r) => {
+      if (r.method !== 'GET') return undefined;
+      if (r.url.includes('get403')) return { respond: { status: 403, code: 'AccessDenied' } };
+      if (r.url.includes('get503') && fail503++ < 1) return { respond: { status: 503, code: 'SlowDown' } };
+      return undefined;
+    });
+    const store = storeFor(s3, 'md5', { endpoint: proxy.endpoint, maxAttempts: 2 });
+    const scratch = Buffer.alloc(64 * 1024);
+    try {
+      await store.put('get403', Buffer.from('x'), { metadata: {} });
+      await store.put('get503', Buffer.from('abc'), { metadata: {} });
+      proxy.seen.length = 0;
+      await expect(store.getRange('get403', 0, 1, { scratch })).rejects.toMatchObject({ kind: 'denied' });
+      expect(proxy.seen.map((r) => r.headers['user-agent'])).toEqual([
+        'bucketgate (lean GET)',
+        expect.not.stringMatching(/^bucketgate/),
+      ]);
+      proxy.seen.length = 0;
+      expect((await store.getRange('get503', 0, 3, { scratch })).toString()).toBe('abc');
+      expect(proxy.seen.length).toBe(2); // lean 503, SDK succeeds
+    } finally {
+      store.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('GET: keep-alive sockets are reused; a body in odd pieces, a cut body or chunked encoding', async () => {
+    // A minimal server that answers every GET with a 206 of `body`, written as the test says.
+    const body = randomBytes(200_000);
+    let connections = 0;
+    let mode: 'pieces' | 'cut' | 'chunked' = 'pieces';
+    const leanSeen: string[] = [];
+    const srv = net.createServer((sock) => {
+      connections++;
+      let buf = '';
+      sock.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+          const headText = buf.slice(0, end);
+          buf = buf.slice(end + 4);
+          const lean = /user-agent: bucketgate \(lean GET\)/i.test(headText);
+          if (lean) leanSeen.push(mode);
+          const head = (extra: string): string =>
+            `HTTP/1.1 206 Partial Content\r\nETag: "abc"\r\nContent-Range: bytes 0-${body.length - 1}/${body.length}\r\n${extra}\r\n`;
+          if (lean && mode === 'chunked') {
+            sock.write(head('Transfer-Encoding: chunked\r\n'));
+            sock.write(`${body.length.toString(16)}\r\n`);
+            sock.write(body);
+            sock.write('\r\n0\r\n\r\n');
+          } else if (lean && mode === 'cut') {
+            sock.write(head(`Content-Length: ${body.length}\r\n`));
+            sock.end(body.subarray(0, 1000));
+          } else {
+            // Head and the first bytes together, the rest in uneven pieces.
+            sock.write(Buffer.concat([Buffer.from(head(`Content-Length: ${body.length}\r\n`), 'latin1'), body.subarray(0, 7)]));
+            for (let off = 7; off < body.length; off += 65_537) sock.write(body.subarray(off, Math.min(body.length, off + 65_537)));
+          }
+        }
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const port = (srv.address() as AddressInfo).port;
+    const store = storeFor(s3, 'md5', { endpoint: `http://127.0.0.1:${port}`, maxAttempts: 1 });
+    const scratch = Buffer.alloc(256 * 1024);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const got = await store.getRange('k', 0, body.length, { scratch });
+        expect(got.equals(body)).toBe(true);
+      }
+      expect(store.leanGets).toBe(20);
+      expect(connections).toBe(1);
+      // Chunked: not read here; the SDK reads it (a second request).
+      mode = 'chunked';
+      expect((await store.getRange('k', 0, body.length, { scratch })).equals(body)).toBe(true);
+      expect(store.leanGets).toBe(20);
+      // A body cut short: the SDK is asked again and gets all of it.
+      mode = 'cut';
+      expect((await store.getRange('k', 0, body.length, { scratch })).equals(body)).toBe(true);
+      expect(store.leanGets).toBe(20);
+      expect(leanSeen).toEqual([...Array<string>(20).fill('pieces'), 'chunked', 'cut']);
+      // And the lean path works again afterwards, on a new socket.
+      mode = 'pieces';
+      expect((await store.getRange('k', 0, body.length, { scratch })).equals(body)).toBe(true);
+      expect(store.leanGets).toBe(21);
+    } finally {
+      store.destroy();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+  });
+
   it('a server that does not answer fails at the timeout as a transient error', async () => {
     const silent = http.createServer(() => undefined); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
@@ -786,6 +925,17 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
         kind: 'transient',
       });
       expect(Date.now() - t1).toBeLessThan(5000);
+      const t2 = Date.now();
+      await expect(store.getRange('x', 0, 10, { scratch: Buffer.alloc(64) })).rejects.toMatchObject({
+        kind: 'transient',
+      });
+      expect(Date.now() - t2).toBeLessThan(5000);
+      // An abort ends a GET that waits for its answer.
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 50);
+      await expect(
+        store.getRange('x', 0, 10, { scratch: Buffer.alloc(64), signal: ac.signal }),
+      ).rejects.toMatchObject({ kind: 'aborted' });
     } finally {
       store.destroy();
       silent.closeAllConnections();
