@@ -1,7 +1,7 @@
 /**
  * Ranged GETs whose body is read from the socket straight into the caller's buffer.
  *
- * A cold sequential read is a stream of 8 MiB ranged GETs. Through Node's HTTP client every
+ * A cold sequential read is a stream of 8 MiB ranged GETs (random reads: one GET per block). Through Node's HTTP client every
  * 64 KiB the socket delivers becomes a fresh Buffer (the parser's `socketOnData`), which is then
  * copied into the destination and left to the garbage collector: in a profile of a cold read of
  * 512 MiB these were the three largest costs of the daemon's one JavaScript thread (HTTP parsing

@@ -100,6 +100,8 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const MAX_PARTS = 10_000;
 const MAX_PART_SIZE = 5 * GiB;
+/** Largest GET the lean path reads into a buffer of its own (no caller scratch). */
+const LEAN_GET_ALLOC_MAX = 64 * MiB;
 const MAX_OBJECT_SIZE = 5 * 1024 * GiB;
 /** Attempts of one part (or one single-part PUT): the first and 3 retries. */
 const PART_ATTEMPTS = 4;
@@ -722,8 +724,11 @@ export class S3ObjectStore implements ObjectStore {
       return Buffer.alloc(0);
     }
     const scratch = opts?.scratch;
-    if (this.leanGet !== undefined && scratch !== undefined && scratch.length >= end - start) {
-      const got = await this.leanGetRange(this.leanGet, key, start, end, scratch, opts);
+    if (this.leanGet !== undefined && (scratch !== undefined || end - start <= LEAN_GET_ALLOC_MAX)) {
+      // Into the caller's buffer when it is large enough, else into one of exactly this size.
+      const dest =
+        scratch !== undefined && scratch.length >= end - start ? scratch : Buffer.allocUnsafe(end - start);
+      const got = await this.leanGetRange(this.leanGet, key, start, end, dest, opts);
       if (got !== undefined) return got;
     }
     let res: GetObjectCommandOutput;

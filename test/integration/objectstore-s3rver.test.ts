@@ -818,6 +818,27 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it('GET without a scratch buffer reads into a buffer of its own, through the same path', async () => {
+    const store = storeFor(s3, 'md5');
+    try {
+      const data = randomBytes(100_000);
+      await store.put('lean-get/own', data, { metadata: {} });
+      const before = store.leanGets;
+      for (const [a, b] of [
+        [0, 4096],
+        [4096, 100_000],
+        [99_000, 100_000],
+      ] as const) {
+        expect((await store.getRange('lean-get/own', a, b)).equals(data.subarray(a, b))).toBe(true);
+      }
+      // A range that runs past the end gets what is there.
+      expect((await store.getRange('lean-get/own', 90_000, 200_000)).equals(data.subarray(90_000))).toBe(true);
+      expect(store.leanGets - before).toBe(4);
+    } finally {
+      store.destroy();
+    }
+  });
+
   it('GET: any answer but a plain 200/206 goes back through the SDK (403, 503 then success)', async () => {
     let fail503 = 0;
     const proxy = await startProxy(s3.endpoint, (r) => {
