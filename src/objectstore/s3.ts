@@ -780,24 +780,7 @@ export class S3ObjectStore implements ObjectStore {
     } catch (e) {
       return this.recoverEmptyRange(e, key, start, opts);
     }
-    let buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const cr = res.ContentRange !== undefined ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange) : null;
-    if (cr === null) {
-      // The server ignored the Range header and sent the whole object.
-      buf = buf.subarray(Math.min(start, buf.length), Math.min(end, buf.length));
-    } else {
-      const first = Number(cr[1]);
-      const last = Number(cr[2]);
-      if (first !== start || buf.length !== last - first + 1) {
-        throw new ObjectStoreError(
-          'transient',
-          'getRange',
-          key,
-          `short or misplaced range: asked ${start}-${end - 1}, got ${res.ContentRange} with ${buf.length} bytes`,
-        );
-      }
-    }
-    return buf;
+    return rangeBody(key, start, end, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), res.ContentRange);
   }
 
   /**
@@ -834,19 +817,9 @@ export class S3ObjectStore implements ObjectStore {
         status: 412,
       });
     }
-    const buf = dest.subarray(0, r.length);
-    const cr = r.status === 206 && r.contentRange !== undefined ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(r.contentRange) : null;
-    // A 200: the server ignored the Range header and sent the whole object.
-    if (cr === null) return r.status === 200 ? buf.subarray(Math.min(start, buf.length), Math.min(end, buf.length)) : undefined;
-    if (Number(cr[1]) !== start || buf.length !== Number(cr[2]) - start + 1) {
-      throw new ObjectStoreError(
-        'transient',
-        'getRange',
-        key,
-        `short or misplaced range: asked ${start}-${end - 1}, got ${r.contentRange} with ${buf.length} bytes`,
-      );
-    }
-    return buf;
+    // A 206 without Content-Range: let the SDK path make sense of it.
+    if (r.status === 206 && r.contentRange === undefined) return undefined;
+    return rangeBody(key, start, end, dest.subarray(0, r.length), r.status === 206 ? r.contentRange : undefined);
   }
 
   /**
@@ -1603,6 +1576,24 @@ async function readBody(body: Readable, length: number | undefined, scratch?: Bu
 
 function destroyBody(body: unknown): void {
   if (body instanceof Readable) body.destroy();
+}
+
+/**
+ * The bytes of [start, end) from a GET's body: a 206's Content-Range must name exactly them; without
+ * one the server ignored the Range header and sent the whole object.
+ */
+function rangeBody(key: string, start: number, end: number, buf: Buffer, contentRange: string | undefined): Buffer {
+  const cr = contentRange !== undefined ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange) : null;
+  if (cr === null) return buf.subarray(Math.min(start, buf.length), Math.min(end, buf.length));
+  if (Number(cr[1]) !== start || buf.length !== Number(cr[2]) - start + 1) {
+    throw new ObjectStoreError(
+      'transient',
+      'getRange',
+      key,
+      `short or misplaced range: asked ${start}-${end - 1}, got ${contentRange} with ${buf.length} bytes`,
+    );
+  }
+  return buf;
 }
 
 /** The headers the SDK sends for a PutObject with Content-MD5, for the lean path. */
