@@ -311,6 +311,32 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(most).toBeLessThanOrEqual(4);
   });
 
+  it('a sequential read fetches whole 8 MiB GETs once the read-ahead is wide, even while it waits', async () => {
+    const store = new MemoryObjectStore();
+    const data = Buffer.alloc(160 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+    store.seed('seq2.bin', data);
+    const t = await mk({ store });
+    const sizes: number[] = [];
+    const orig = store.getRange.bind(store);
+    store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      sizes.push(args[2] - args[1]);
+      await new Promise((r) => setTimeout(r, 20)); // slower than the reader: it waits for data
+      return orig(...args);
+    };
+    const a = await t.vfs.lookup(R, ROOT_INO, 'seq2.bin');
+    const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < data.length; off += 1 << 20) chunks.push(await t.vfs.read(fh, off, 1 << 20));
+    await t.vfs.release(fh);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    expect(sizes.reduce((x, y) => x + y, 0)).toBe(data.length); // every byte fetched once
+    // Small GETs only while the window ramps up (and none per read afterwards).
+    const small = sizes.filter((n) => n < 8 << 20);
+    expect(small.length).toBeLessThanOrEqual(8);
+    expect(sizes.slice(8).every((n) => n === 8 << 20)).toBe(true);
+  });
+
   it('enforces permissions with the caller credentials', async () => {
     const t = await mk();
     const d = await t.vfs.mkdir(R, ROOT_INO, 'shared', 0o777);
