@@ -60,6 +60,18 @@ async function readAll(vfs: CoreVfs, ino: number, cred: Cred = R): Promise<Buffe
   return b;
 }
 
+/** A VFS over a store holding `name`: `mib` MiB, each 4 KiB page starting with its offset. */
+async function bigObject(
+  name: string,
+  mib: number,
+): Promise<{ store: MemoryObjectStore; data: Buffer; t: TestVfs & { mem: MemoryObjectStore } }> {
+  const store = new MemoryObjectStore();
+  const data = Buffer.alloc(mib * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+  store.seed(name, data);
+  return { store, data, t: await mk({ store }) };
+}
+
 async function code(p: Promise<unknown>): Promise<string> {
   try {
     await p;
@@ -281,11 +293,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('large reads keep at most 4 large GETs in flight (pooled buffers), and read right', async () => {
-    const store = new MemoryObjectStore();
-    const data = Buffer.alloc(96 * 1024 * 1024);
-    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
-    store.seed('seq.bin', data);
-    const t = await mk({ store });
+    const { store, data, t } = await bigObject('seq.bin', 96);
     let inflight = 0;
     let most = 0;
     const orig = store.getRange.bind(store);
@@ -312,11 +320,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('a sequential read fetches whole 8 MiB GETs once the read-ahead is wide, even while it waits', async () => {
-    const store = new MemoryObjectStore();
-    const data = Buffer.alloc(160 * 1024 * 1024);
-    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
-    store.seed('seq2.bin', data);
-    const t = await mk({ store });
+    const { store, data, t } = await bigObject('seq2.bin', 160);
     const sizes: number[] = [];
     const orig = store.getRange.bind(store);
     store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
