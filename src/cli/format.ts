@@ -10,7 +10,8 @@ export function formatStatus(raw: unknown): string {
     `cache        ${formatSize(s.cache.usedBytes)} used of ${formatSize(s.cache.limitBytes)}` +
       (s.cache.hitRatio !== null ? `, hit ratio ${(s.cache.hitRatio * 100).toFixed(1)} %` : ''),
     `dirty        ${s.cache.dirtyFiles} files, ${formatSize(s.cache.dirtyBytes)}`,
-    `uploads      ${s.uploads.queued} queued, ${s.uploads.inflight} in flight; ${s.uploads.uploadedFiles} files (${formatSize(s.uploads.uploadedBytes)}) uploaded since start`,
+    `uploads      ${s.uploads.queued} queued, ${s.uploads.inflight} in flight; ${s.uploads.uploadedFiles} files (${formatSize(s.uploads.uploadedBytes)}) uploaded since start` +
+      (s.uploads.deferring === true ? '; waiting while files are being written' : ''),
   ];
   if (s.failing.length > 0) {
     lines.push(`failing      ${s.failing.length}`);

@@ -153,6 +153,13 @@ export const MOUNT_OPTIONS: readonly OptionSpec[] = [
     formatDuration(DEFAULTS.uploadDelayMs),
   ),
   opt(
+    'upload-busy-defer',
+    'value',
+    'DUR',
+    'cache mode: how long uploads may wait beyond the delay while files are being written (0: never)',
+    formatDuration(DEFAULTS.uploadBusyDeferMs),
+  ),
+  opt(
     'cache-write-wait',
     'value',
     'DUR',

@@ -70,6 +70,8 @@ export interface ShareConfig {
   attrTimeoutMs: number;
   /** Cache mode: delay after the last close before a file's upload starts. */
   uploadDelayMs: number;
+  /** Cache mode: how long background uploads may wait beyond their delay while the share is busy (0: never). */
+  uploadBusyDeferMs: number;
   /** How long a write waits for cache space before ENOSPC. */
   cacheWriteWaitMs: number;
   /** An S3 request without progress for this long fails (and is retried). */
@@ -123,6 +125,7 @@ export const DEFAULTS = {
   dirTtlMs: 60_000,
   attrTimeoutMs: 1000,
   uploadDelayMs: 1000,
+  uploadBusyDeferMs: 5000,
   cacheWriteWaitMs: 60_000,
   s3TimeoutMs: 30_000,
   uploadConcurrency: 4,
@@ -160,7 +163,7 @@ type BoolLike = boolean | string;
 /**
  * One share as a user writes it. Every key is optional here; resolveShare checks presence,
  * types and values. Aliases: `refreshInterval` (duration string) / `refreshIntervalMs` (number),
- * likewise `dirTtl`, `attrTimeout`, `uploadDelay`; `adminDir` / `adminSocketDir`.
+ * likewise `dirTtl`, `attrTimeout`, `uploadDelay`, `uploadBusyDefer`; `adminDir` / `adminSocketDir`.
  * File modes must be octal strings ("0644"): a JSON number would be ambiguous.
  */
 export interface ShareInput {
@@ -183,6 +186,8 @@ export interface ShareInput {
   attrTimeoutMs?: NumLike;
   uploadDelay?: NumLike;
   uploadDelayMs?: NumLike;
+  uploadBusyDefer?: NumLike;
+  uploadBusyDeferMs?: NumLike;
   cacheWriteWait?: NumLike;
   cacheWriteWaitMs?: NumLike;
   s3Timeout?: NumLike;
@@ -233,6 +238,8 @@ export const SHARE_INPUT_KEYS: readonly ShareInputKey[] = [
   'attrTimeoutMs',
   'uploadDelay',
   'uploadDelayMs',
+  'uploadBusyDefer',
+  'uploadBusyDeferMs',
   'cacheWriteWait',
   'cacheWriteWaitMs',
   's3Timeout',
@@ -851,6 +858,7 @@ export function resolveShare(input: ShareInput, options: ResolveOptions = {}): S
     dirTtlMs: r.duration('dirTtl', 'dirTtlMs', DEFAULTS.dirTtlMs),
     attrTimeoutMs: r.duration('attrTimeout', 'attrTimeoutMs', DEFAULTS.attrTimeoutMs, MAX_TIMER_MS),
     uploadDelayMs: r.duration('uploadDelay', 'uploadDelayMs', DEFAULTS.uploadDelayMs, MAX_TIMER_MS),
+    uploadBusyDeferMs: r.duration('uploadBusyDefer', 'uploadBusyDeferMs', DEFAULTS.uploadBusyDeferMs, MAX_TIMER_MS),
     cacheWriteWaitMs: r.duration(
       'cacheWriteWait',
       'cacheWriteWaitMs',

@@ -30,7 +30,7 @@ export interface ShareStatus {
     dirtyFiles: number;
     hitRatio: number | null;
   };
-  uploads: { queued: number; inflight: number; uploadedFiles: number; uploadedBytes: number };
+  uploads: { queued: number; inflight: number; deferring: boolean; uploadedFiles: number; uploadedBytes: number };
   failing: Array<{ path: string; attempts: number; lastError: string | null }>;
   lastRefresh: (Partial<RefreshResult> & { at: string }) | null;
 }
@@ -123,6 +123,7 @@ export class Share {
         readOnly: config.readOnly,
         defaults: { uid: config.uid, gid: config.gid, fileMode: config.fileMode, dirMode: config.dirMode },
         uploadDelayMs: config.uploadDelayMs,
+        uploadBusyDeferMs: config.uploadBusyDeferMs,
         uploadConcurrency: config.uploadConcurrency,
         dirTtlMs: config.dirTtlMs,
         cacheLimitBytes: config.cacheSize,
@@ -272,6 +273,7 @@ export class Share {
       uploads: {
         queued: up.queued,
         inflight: up.inflight,
+        deferring: up.deferring,
         uploadedFiles: up.uploadedFiles,
         uploadedBytes: up.uploadedBytes,
       },

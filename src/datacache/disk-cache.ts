@@ -750,6 +750,10 @@ export class DiskDataCache implements DataCache {
     this.wakeSpaceWaiters();
   }
 
+  space(): { dirtyBytes: number; limitBytes: number } {
+    return { dirtyBytes: this.dirtyBytes, limitBytes: this.limitBytes };
+  }
+
   usage(): CacheUsage {
     let dirtyFiles = 0;
     for (const e of this.entries.values()) if (e.dirty.length > 0 || e.modified) dirtyFiles++;

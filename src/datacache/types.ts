@@ -81,6 +81,8 @@ export interface DataCache {
   pin(ino: Ino): void;
   unpin(ino: Ino): void;
   usage(): CacheUsage;
+  /** Dirty bytes and the limit, without walking the entries (cheap enough for every upload pump). */
+  space(): { dirtyBytes: number; limitBytes: number };
   /** Inodes with dirty data (for recovery and status). */
   dirtyInodes(): Ino[];
   close(): Promise<void>;

@@ -61,6 +61,11 @@ export interface CoreVfsOptions {
   uploadConcurrency: number;
   /** How often the uploader looks for due uploads besides the wake-ups it sets itself (200 ms). */
   uploadPollMs?: number;
+  /**
+   * Cache mode: while the share is being changed at a high rate, background uploads wait up to
+   * this long beyond their due time (default 5 s; 0: never). See Uploader.
+   */
+  uploadBusyDeferMs?: number;
   /** A cached directory listing older than this is re-listed on access; 0 = never. */
   dirTtlMs: number;
   /** Cache limit (statfs). */
@@ -133,6 +138,12 @@ export class CoreVfs implements Vfs {
         concurrency: opts.uploadConcurrency,
         delayMs: opts.mode === 'cache' ? opts.uploadDelayMs : 0,
         ...(opts.uploadPollMs !== undefined ? { pollMs: opts.uploadPollMs } : {}),
+        // write-through closes upload in the foreground; what the background does there is brief.
+        ...(opts.mode !== 'cache'
+          ? { busyDeferMs: 0 }
+          : opts.uploadBusyDeferMs !== undefined
+            ? { busyDeferMs: opts.uploadBusyDeferMs }
+            : {}),
       },
       this.log,
       (ino) => (this.openCount.get(ino)?.writers ?? 0) > 0,

@@ -11,6 +11,15 @@
  * - namespace operations call hold(ino) and quiesce(ino) (or exclusive() for directory renames)
  *   first, so an upload never lands on a key that a rename/unlink already moved away from;
  * - a node is marked clean only if nothing changed it while its upload ran (change counters).
+ *
+ * Background uploads give way to a busy writer: while the share is being changed at a high rate
+ * (BUSY_CHANGES changes within the last one to two BUSY_WINDOW_MS windows: an untar, a copy of
+ * many files, a big write) and dirty data fills less than a quarter of the cache, entries start
+ * only once they are `busyDeferMs` past their due time.
+ * Every small-file upload costs the daemon's one JavaScript thread about as much CPU as creating
+ * the file (and the S3 server its own): on a small machine, uploading while an untar runs made
+ * the untar twice as slow as without uploads. When the writer pauses, the poll starts the
+ * backlog within pollMs; a flush (drain) and write-through closes never wait.
  */
 import type { Ino } from '../core/types.js';
 import { FsError, errMessage } from '../core/errors.js';
@@ -29,7 +38,15 @@ export interface UploaderOptions {
   delayMs: number;
   /** Poll interval of the background pump. */
   pollMs?: number;
+  /** How long background uploads may wait beyond their due time while the share is busy (0: never). */
+  busyDeferMs?: number;
 }
+
+/** Busy: at least BUSY_CHANGES changes in the current and the previous window of BUSY_WINDOW_MS. */
+const BUSY_WINDOW_MS = 250;
+const BUSY_CHANGES = 25;
+/** Default of UploaderOptions.busyDeferMs. */
+export const BUSY_DEFER_MS = 5000;
 
 interface Running {
   promise: Promise<void>;
@@ -39,6 +56,8 @@ interface Running {
 export interface UploadStats {
   queued: number;
   inflight: number;
+  /** Background uploads are waiting for a busy writer (see the class comment). */
+  deferring: boolean;
   failing: Array<{ ino: Ino; path: string; attempts: number; lastError: string | null }>;
   uploadedFiles: number;
   uploadedBytes: number;
@@ -57,6 +76,12 @@ export class Uploader {
   private readonly idleWaiters: Array<() => void> = [];
   /** Times (ms) at which a timer started by schedule() will pump. */
   private readonly wakeups = new Set<number>();
+  /** Changes counted in the current window (number `window`) and in the one before it. */
+  private window = 0;
+  private changesNow = 0;
+  private changesBefore = 0;
+  /** drain() calls under way: they make everything due now, busy or not. */
+  private draining = 0;
 
   constructor(
     private readonly meta: MetaStore,
@@ -95,6 +120,26 @@ export class Uploader {
   /** Record that a node changed (content, attributes or path). */
   touch(ino: Ino): void {
     this.changeSeq.set(ino, (this.changeSeq.get(ino) ?? 0) + 1);
+    this.rollWindow(Date.now());
+    this.changesNow++;
+  }
+
+  private rollWindow(now: number): void {
+    const w = Math.floor(now / BUSY_WINDOW_MS);
+    if (w === this.window) return;
+    this.changesBefore = w === this.window + 1 ? this.changesNow : 0;
+    this.changesNow = 0;
+    this.window = w;
+  }
+
+  /** Whether background uploads are waiting for a busy writer now. */
+  private deferring(now: number): boolean {
+    if (this.draining > 0 || (this.opts.busyDeferMs ?? BUSY_DEFER_MS) <= 0) return false;
+    // Uploads are what frees a cache filling with dirty data: never hold them back then.
+    const space = this.cache.space();
+    if (space.dirtyBytes * 4 > space.limitBytes) return false;
+    this.rollWindow(now);
+    return this.changesNow + this.changesBefore >= BUSY_CHANGES;
   }
 
   /** Journal the node for upload after the configured delay (cache mode close). */
@@ -176,6 +221,15 @@ export class Uploader {
 
   /** Resolves when the journal is empty (or `timeoutMs` passes: then rejects with ETIMEDOUT). */
   async drain(timeoutMs: number): Promise<void> {
+    this.draining++;
+    try {
+      await this.drainAll(timeoutMs);
+    } finally {
+      this.draining--;
+    }
+  }
+
+  private async drainAll(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     // Everything queued is due now, failing entries included (their backoff restarts from here).
     this.meta.hurryUploads(Date.now(), true);
@@ -207,6 +261,7 @@ export class Uploader {
     return {
       queued: all.length,
       inflight: this.inflight.size,
+      deferring: all.length > 0 && this.deferring(Date.now()),
       failing: all
         .filter((e) => e.attempts > 0)
         .map((e) => ({
@@ -224,7 +279,9 @@ export class Uploader {
     if (this.stopped || this.paused > 0) return;
     const room = this.opts.concurrency - this.inflight.size;
     if (room <= 0) return;
-    const due = this.meta.dueUploads(Date.now(), room + this.inflight.size + 16);
+    const now = Date.now();
+    const cutoff = this.deferring(now) ? now - (this.opts.busyDeferMs ?? BUSY_DEFER_MS) : now;
+    const due = this.meta.dueUploads(cutoff, room + this.inflight.size + 16);
     let started = 0;
     for (const e of due) {
       if (started >= room) break;

@@ -31,6 +31,7 @@ export interface TestVfsOptions {
   readOnly?: boolean;
   uploadDelayMs?: number;
   uploadPollMs?: number;
+  uploadBusyDeferMs?: number;
   dirTtlMs?: number;
   cacheLimitBytes?: number;
   defaults?: { uid: number; gid: number; fileMode: number; dirMode: number };
@@ -58,6 +59,7 @@ export async function createTestVfs(opts: TestVfsOptions = {}): Promise<TestVfs>
     uploadDelayMs: opts.uploadDelayMs ?? 0,
     uploadConcurrency: 4,
     ...(opts.uploadPollMs !== undefined ? { uploadPollMs: opts.uploadPollMs } : {}),
+    ...(opts.uploadBusyDeferMs !== undefined ? { uploadBusyDeferMs: opts.uploadBusyDeferMs } : {}),
     dirTtlMs: opts.dirTtlMs ?? 0,
     cacheLimitBytes,
     meta,

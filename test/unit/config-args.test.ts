@@ -55,6 +55,7 @@ describe('parseMountArgs: defaults', () => {
       dirTtlMs: 60_000,
       attrTimeoutMs: 1000,
       uploadDelayMs: 1000,
+      uploadBusyDeferMs: 5000,
       cacheWriteWaitMs: 60_000,
       s3TimeoutMs: 30_000,
       uploadConcurrency: 4,
@@ -175,6 +176,8 @@ const FLAG_CASES: [string[], Partial<ShareConfig>][] = [
   [['--log-level', 'debug'], { logLevel: 'debug' }],
   [['--upload-delay', '250ms'], { uploadDelayMs: 250 }],
   [['--cache-write-wait', '5s'], { cacheWriteWaitMs: 5000 }],
+  [['--upload-busy-defer', '0'], { uploadBusyDeferMs: 0 }],
+  [['--upload-busy-defer', '10s'], { uploadBusyDeferMs: 10_000 }],
   [['--s3-timeout', '2m'], { s3TimeoutMs: 120_000 }],
   [['--upload-concurrency', '16'], { uploadConcurrency: 16 }],
   [['--attr-timeout', '0'], { attrTimeoutMs: 0 }],
@@ -195,7 +198,7 @@ describe('parseMountArgs: every flag', () => {
       'endpoint', 'region', 'path-style', 'cache-dir', 'cache-size', 'mode', 'refresh-interval', 'dir-ttl',
       'name', 'checksum', 'nfs', 'nfs-portmap', 'nfs-secure', 'no-fuse', 'nfs-clients', 'nfs-ro-clients',
       'nfs-squash', 'nfs-anon-uid', 'nfs-anon-gid', 'read-only', 'uid', 'gid', 'file-mode', 'dir-mode',
-      'allow-other', 'log-level', 'upload-delay', 'cache-write-wait', 's3-timeout', 'upload-concurrency', 'attr-timeout', 'admin-dir',
+      'allow-other', 'log-level', 'upload-delay', 'upload-busy-defer', 'cache-write-wait', 's3-timeout', 'upload-concurrency', 'attr-timeout', 'admin-dir',
     ]; // prettier-ignore
     expect(MOUNT_OPTIONS.map((o) => o.flag).sort()).toEqual([...cliMd].sort());
     const tested = new Set(FLAG_CASES.map(([a]) => (a[0] ?? '').slice(2)));

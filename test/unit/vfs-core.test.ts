@@ -202,6 +202,82 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(t.mem.keys()).toEqual(['soon']);
   });
 
+  /** Write small files into `dir` until `ms` have passed (a busy writer); returns their names. */
+  async function busyWriter(vfs: CoreVfs, dir: number, ms: number): Promise<string[]> {
+    const names: string[] = [];
+    const end = Date.now() + ms;
+    for (let i = 0; Date.now() < end; i++) {
+      await writeFile(vfs, dir, `w${i}`, `busy ${i}`);
+      names.push(`w${i}`);
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 1)); // let timers and uploads run
+    }
+    return names;
+  }
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  it('background uploads wait while files are being written, and start when the writer pauses', async () => {
+    // Due after 20 ms; while busy they could wait a minute, so only the pause can start them.
+    const t = await mk({ uploadDelayMs: 20, uploadPollMs: 50, uploadBusyDeferMs: 60_000 });
+    const w = (await t.vfs.mkdir(R, ROOT_INO, 'w', 0o755)).ino;
+    await t.vfs.flushAll(5000);
+    const names = await busyWriter(t.vfs, w, 800);
+    expect(names.length).toBeGreaterThan(50);
+    // Hundreds of files were due for most of a second, none was uploaded meanwhile.
+    expect(t.mem.keys().filter((k) => k.startsWith('w/w'))).toEqual([]);
+    expect(t.vfs.uploadStats().deferring).toBe(true);
+    for (let i = 0; i < 200 && t.mem.keys().length < names.length + 1; i++) await sleep(25);
+    expect(t.mem.keys().length).toBe(names.length + 1);
+  });
+
+  it('an upload waits at most busyDeferMs past its due time, however long the writer keeps on', async () => {
+    const t = await mk({ uploadDelayMs: 0, uploadPollMs: 50, uploadBusyDeferMs: 300 });
+    await writeFile(t.vfs, ROOT_INO, 'first', 'x');
+    const w = (await t.vfs.mkdir(R, ROOT_INO, 'w', 0o755)).ino;
+    let seenAt = 0;
+    const start = Date.now();
+    const watch = setInterval(() => {
+      if (seenAt === 0 && t.mem.read('first') !== undefined) seenAt = Date.now() - start;
+    }, 10);
+    try {
+      await busyWriter(t.vfs, w, 1500);
+    } finally {
+      clearInterval(watch);
+    }
+    expect(seenAt).toBeGreaterThan(0);
+    expect(seenAt).toBeLessThan(1200);
+  });
+
+  it('uploads do not wait for a busy writer once dirty data fills a quarter of the cache', async () => {
+    const t = await mk({ uploadDelayMs: 0, uploadPollMs: 50, uploadBusyDeferMs: 60_000, cacheLimitBytes: 4 << 20 });
+    const w = (await t.vfs.mkdir(R, ROOT_INO, 'w', 0o755)).ino;
+    const data = Buffer.alloc(64 * 1024, 1);
+    // 40 files of 64 KiB: 2.5 MiB, below the limit (the writer never waits for space), but more
+    // than a quarter of the cache is dirty after 16 of them.
+    for (let i = 0; i < 40; i++) {
+      await writeFile(t.vfs, w, `big${i}`, data);
+      if (i % 8 === 7) await sleep(5);
+    }
+    expect(t.vfs.uploadStats().deferring).toBe(false);
+    const uploaded = t.mem.keys().filter((k) => k.startsWith('w/big')).length;
+    expect(uploaded).toBeGreaterThan(0);
+  });
+
+  it('a flush uploads while the writer is still busy', async () => {
+    const t = await mk({ uploadDelayMs: 60_000, uploadPollMs: 50, uploadBusyDeferMs: 60_000 });
+    await writeFile(t.vfs, ROOT_INO, 'before', 'x');
+    const w = (await t.vfs.mkdir(R, ROOT_INO, 'w', 0o755)).ino;
+    const writer = busyWriter(t.vfs, w, 1500);
+    await sleep(300);
+    // The writer does not stop, so the flush cannot finish; but it must not wait for the writer.
+    const flushed = t.vfs.flushAll(700).catch((e: unknown) => e);
+    await sleep(500);
+    const uploadedWhileBusy = t.mem.keys().length;
+    await writer;
+    await flushed;
+    expect(t.mem.read('before')?.toString()).toBe('x');
+    expect(uploadedWhileBusy).toBeGreaterThan(5);
+  });
+
   it('unlink of a file that was never uploaded leaves nothing in the bucket', async () => {
     const t = await mk({ uploadDelayMs: 60_000 });
     await writeFile(t.vfs, ROOT_INO, 'tmp', 'x');
