@@ -16,6 +16,13 @@
  * socket is closed) and the caller repeats the request through the SDK, which maps, retries and
  * reports it as before. A request that gets no answer in time rejects with a TimeoutError; an
  * aborted one with an AbortError.
+ *
+ * The same sockets also carry the lean HEADs and single-request PUTs (`request`): a cold `ls -l`
+ * is one HEAD per file and every small file written is a HEAD and a PUT, and Node's HTTP client
+ * (ClientRequest, agent, IncomingMessage streams) cost about as much CPU per request as
+ * everything else the daemon does for it. Only the status and the headers are returned; a PUT
+ * answer's body (normally empty) is read and dropped, or the socket is closed when its length is
+ * not given.
  */
 import net from 'node:net';
 
@@ -41,7 +48,19 @@ const IDLE_MAX = 8;
 const IDLE_MS = 4000;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/** Status and headers (lower-case names; repeated ones joined with ", ") of a HEAD or PUT. */
+export interface LeanReply {
+  status: number;
+  headers: Record<string, string>;
+}
+
+/** Largest PUT answer body read (and dropped) to keep the socket; a longer one closes it. */
+const SMALL_BODY_MAX = 64 * 1024;
+
 interface Pending {
+  method: 'GET' | 'HEAD' | 'PUT';
+  /** HEAD/PUT: the answer, once its head has arrived. */
+  reply: LeanReply | undefined;
   dest: Buffer;
   filled: number;
   expected: number;
@@ -49,7 +68,7 @@ interface Pending {
   etag: string | undefined;
   contentRange: string | undefined;
   keepAlive: boolean;
-  resolve: (r: LeanGetResult | undefined) => void;
+  resolve: (r: LeanGetResult | undefined, reply?: LeanReply) => void;
   reject: (e: Error) => void;
 }
 
@@ -83,18 +102,25 @@ class Conn {
     this.socket.on('error', () => this.fail());
     this.socket.on('close', () => this.fail());
     this.socket.on('timeout', () => {
-      const e = new Error(`GET: no answer in ${this.socket.timeout ?? 0} ms`);
+      const e = new Error(`${this.req?.method ?? 'request'}: no answer in ${this.socket.timeout ?? 0} ms`);
       e.name = 'TimeoutError';
       this.fail(e);
     });
   }
 
-  start(lines: string, p: Pending, timeoutMs: number | undefined): void {
+  start(lines: string, p: Pending, timeoutMs: number | undefined, body?: Buffer): void {
     this.req = p;
     this.inBody = false;
     this.headLen = 0;
     if (timeoutMs !== undefined) this.socket.setTimeout(timeoutMs);
+    if (body === undefined || body.length === 0) {
+      this.socket.write(lines, 'latin1');
+      return;
+    }
+    this.socket.cork();
     this.socket.write(lines, 'latin1');
+    this.socket.write(body);
+    this.socket.uncork();
   }
 
   abort(e: Error): void {
@@ -126,6 +152,10 @@ class Conn {
       if (this.headLen >= HEAD_MAX) this.fail();
       return;
     }
+    if (r.method !== 'GET') {
+      this.smallReply(r, this.head.toString('latin1', 0, end), this.headLen - (end + 4));
+      return;
+    }
     if (!this.parseHead(r, this.head.toString('latin1', 0, end))) {
       this.fail();
       return;
@@ -140,6 +170,50 @@ class Conn {
     r.filled = extra;
     this.inBody = true;
     if (r.filled >= r.expected) this.done(r);
+  }
+
+  /** The head of a HEAD/PUT answer has arrived, with `extra` bytes after it. */
+  private smallReply(r: Pending, text: string, extra: number): void {
+    const lines = text.split('\r\n');
+    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
+    if (m === null) {
+      this.fail();
+      return;
+    }
+    const headers: Record<string, string> = {};
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] ?? '';
+      const c = line.indexOf(':');
+      if (c <= 0) {
+        this.fail();
+        return;
+      }
+      const name = line.slice(0, c).trim().toLowerCase();
+      const value = line.slice(c + 1).trim();
+      const had = headers[name];
+      headers[name] = had === undefined ? value : `${had}, ${value}`;
+    }
+    r.reply = { status: Number(m[2]), headers };
+    const conn = headers.connection;
+    r.keepAlive = conn !== undefined ? !/close/i.test(conn) && (m[1] === '1' || /keep-alive/i.test(conn)) : m[1] === '1';
+    // The answer's body: none for HEAD; for PUT its Content-Length (else the socket cannot be reused).
+    let length = 0;
+    if (r.method === 'PUT') {
+      const cl = headers['content-length'];
+      if (headers['transfer-encoding'] !== undefined || cl === undefined || !/^\d+$/.test(cl) || Number(cl) > SMALL_BODY_MAX) {
+        r.keepAlive = false;
+        length = extra;
+      } else length = Number(cl);
+    }
+    if (extra > length) r.keepAlive = false; // bytes we cannot place: do not reuse the socket
+    r.expected = length;
+    r.filled = Math.min(extra, length);
+    if (r.filled >= r.expected) {
+      this.done(r);
+      return;
+    }
+    r.dest = Buffer.allocUnsafe(length);
+    this.inBody = true;
   }
 
   /** Status line and headers; false for anything this path does not answer. */
@@ -176,7 +250,7 @@ class Conn {
     this.inBody = false;
     this.headLen = 0;
     this.socket.setTimeout(0);
-    r.resolve({ status: r.status, length: r.filled, etag: r.etag, contentRange: r.contentRange });
+    r.resolve({ status: r.status, length: r.filled, etag: r.etag, contentRange: r.contentRange }, r.reply);
     if (r.keepAlive && !this.dead) this.onIdle(this);
     else this.close();
   }
@@ -222,24 +296,51 @@ export class LeanGet {
    * instead (dest may hold partial data then).
    */
   get(req: LeanGetRequest, dest: Buffer, signal?: AbortSignal): Promise<LeanGetResult | undefined> {
-    let text = `GET ${req.path} HTTP/1.1\r\n`;
+    return this.exchange('GET', req, dest, undefined, signal, (r) => r);
+  }
+
+  /**
+   * Send a signed HEAD, or a PUT with `body`: the answer's status and headers, whatever the
+   * status. Undefined when it could not be sent or the connection failed (the SDK should repeat
+   * it); a PUT may then have reached the server.
+   */
+  request(
+    method: 'HEAD' | 'PUT',
+    req: LeanGetRequest,
+    body: Buffer | undefined,
+    signal?: AbortSignal,
+  ): Promise<LeanReply | undefined> {
+    return this.exchange(method, req, EMPTY, body, signal, (_r, reply) => reply);
+  }
+
+  private exchange<T>(
+    method: Pending['method'],
+    req: LeanGetRequest,
+    dest: Buffer,
+    body: Buffer | undefined,
+    signal: AbortSignal | undefined,
+    pick: (r: LeanGetResult, reply: LeanReply | undefined) => T | undefined,
+  ): Promise<T | undefined> {
+    let text = `${method} ${req.path} HTTP/1.1\r\n`;
     for (const [k, v] of Object.entries(req.headers)) {
       if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) return Promise.resolve(undefined);
       text += `${k}: ${v}\r\n`;
     }
-    text += 'user-agent: bucketgate (lean GET)\r\nconnection: keep-alive\r\n\r\n';
-    return new Promise<LeanGetResult | undefined>((resolve, reject) => {
+    text += `user-agent: bucketgate (lean ${method})\r\nconnection: keep-alive\r\n\r\n`;
+    return new Promise<T | undefined>((resolve, reject) => {
       if (signal?.aborted === true) {
-        reject(abortError());
+        reject(abortError(method));
         return;
       }
       const conn = this.take();
-      const onAbort = (): void => conn.abort(abortError());
+      const onAbort = (): void => conn.abort(abortError(method));
       signal?.addEventListener('abort', onAbort, { once: true });
       const settle = (): void => signal?.removeEventListener('abort', onAbort);
       conn.start(
         text,
         {
+          method,
+          reply: undefined,
           dest,
           filled: 0,
           expected: 0,
@@ -247,9 +348,9 @@ export class LeanGet {
           etag: undefined,
           contentRange: undefined,
           keepAlive: false,
-          resolve: (r) => {
+          resolve: (r, reply) => {
             settle();
-            resolve(r);
+            resolve(r === undefined ? undefined : pick(r, reply));
           },
           reject: (e) => {
             settle();
@@ -257,6 +358,7 @@ export class LeanGet {
           },
         },
         this.timeoutMs,
+        body,
       );
     });
   }
@@ -290,8 +392,10 @@ export class LeanGet {
   }
 }
 
-function abortError(): Error {
-  const e = new Error('GET aborted');
+const EMPTY = Buffer.alloc(0);
+
+function abortError(method: string): Error {
+  const e = new Error(`${method} aborted`);
   e.name = 'AbortError';
   return e;
 }

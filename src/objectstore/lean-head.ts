@@ -28,6 +28,7 @@ import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { SignatureV4 } from '@smithy/signature-v4';
+import type { LeanGet, LeanReply } from './lean-get.js';
 import type { ObjectHead } from './types.js';
 
 type SignInput = Parameters<SignatureV4['sign']>[0];
@@ -79,6 +80,8 @@ export interface LeanHeadOptions {
   httpAgent: http.Agent;
   httpsAgent: https.Agent;
   timeoutMs?: number;
+  /** Plain-HTTP endpoints: send on these raw keep-alive sockets instead of Node's HTTP client. */
+  raw?: LeanGet;
 }
 
 export class LeanHead {
@@ -120,18 +123,17 @@ export class LeanHead {
   }
 
   /**
-   * Sign and send one request; `onResponse` settles the result from the answer. Resolves
-   * undefined when it cannot be signed or sent (the SDK then repeats it), rejects with a
-   * TimeoutError when the server does not answer in time.
+   * Sign and send one request: the answer's status and headers (a PUT's body has been read).
+   * Undefined when it cannot be signed or sent, or the connection failed (the SDK then repeats
+   * it); rejects with a TimeoutError when the server does not answer in time.
    */
-  private async send<T>(
+  private async send(
     method: 'HEAD' | 'PUT',
     key: string,
     headers: Record<string, string>,
     body: Buffer | undefined,
     signal: AbortSignal | undefined,
-    onResponse: (res: http.IncomingMessage, resolve: (v: T | undefined) => void) => void,
-  ): Promise<T | undefined> {
+  ): Promise<LeanReply | undefined> {
     const u = this.url;
     let signed: SignInput;
     try {
@@ -147,8 +149,16 @@ export class LeanHead {
     } catch {
       return undefined; // no credentials yet, or a provider error: the SDK reports it
     }
+    if (this.o.raw !== undefined) {
+      try {
+        return await this.o.raw.request(method, { path: signed.path, headers: signed.headers }, body, signal);
+      } catch (e) {
+        if (e instanceof Error && e.name === 'TimeoutError') throw e;
+        return undefined; // aborted: the SDK call that follows reports it
+      }
+    }
     const isHttps = u.protocol === 'https:';
-    return new Promise<T | undefined>((resolve, reject) => {
+    return new Promise<LeanReply | undefined>((resolve, reject) => {
       let timedOut = false;
       let r: http.ClientRequest;
       try {
@@ -163,7 +173,14 @@ export class LeanHead {
             ...(signal !== undefined ? { signal } : {}),
             ...(this.o.timeoutMs !== undefined ? { timeout: this.o.timeoutMs } : {}),
           },
-          (res) => onResponse(res, resolve),
+          (res) => {
+            const h: Record<string, string> = {};
+            for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : v;
+            const reply = { status: res.statusCode ?? 0, headers: h };
+            res.resume();
+            res.on('end', () => resolve(reply));
+            res.on('error', () => resolve(undefined));
+          },
         );
       } catch {
         // A header Node refuses (it validates names and values): let the SDK send it.
@@ -186,20 +203,11 @@ export class LeanHead {
 
   /** The head, null for 404, undefined when the SDK should answer instead. */
   async head(key: string, signal?: AbortSignal): Promise<ObjectHead | null | undefined> {
-    return this.send<ObjectHead | null>(
-      'HEAD',
-      key,
-      { 'x-amz-content-sha256': EMPTY_SHA256 },
-      undefined,
-      signal,
-      (res, resolve) => {
-        res.resume();
-        const status = res.statusCode ?? 0;
-        if (status === 404) return resolve(null);
-        if (status !== 200) return resolve(undefined);
-        resolve(parseHead(key, res.headers));
-      },
-    );
+    const reply = await this.send('HEAD', key, { 'x-amz-content-sha256': EMPTY_SHA256 }, undefined, signal);
+    if (reply === undefined) return undefined;
+    if (reply.status === 404) return null;
+    if (reply.status !== 200) return undefined;
+    return parseHead(key, reply.headers);
   }
 
   /**
@@ -213,7 +221,7 @@ export class LeanHead {
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<string | undefined> {
-    return this.send<string>(
+    const reply = await this.send(
       'PUT',
       key,
       {
@@ -223,25 +231,20 @@ export class LeanHead {
       },
       body,
       signal,
-      (res, resolve) => {
-        res.resume();
-        const etag = res.headers.etag;
-        if (res.statusCode !== 200 || etag === undefined || etag === '') return resolve(undefined);
-        res.on('end', () => resolve(etag.replace(/^"|"$/g, '')));
-        res.on('error', () => resolve(undefined));
-      },
     );
+    const etag = reply?.headers.etag;
+    if (reply?.status !== 200 || etag === undefined || etag === '') return undefined;
+    return etag.replace(/^"|"$/g, '');
   }
 }
 
-function parseHead(key: string, h: http.IncomingHttpHeaders): ObjectHead | undefined {
+function parseHead(key: string, h: Record<string, string>): ObjectHead | undefined {
   const len = Number(h['content-length']);
   const etag = h.etag;
   if (!Number.isSafeInteger(len) || len < 0 || etag === undefined) return undefined;
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
-    if (k.startsWith('x-amz-meta-') && v !== undefined)
-      metadata[k.slice('x-amz-meta-'.length)] = Array.isArray(v) ? v.join(',') : v;
+    if (k.startsWith('x-amz-meta-')) metadata[k.slice('x-amz-meta-'.length)] = v;
   }
   const lm = h['last-modified'] !== undefined ? new Date(h['last-modified']) : new Date(0);
   return {

@@ -638,6 +638,8 @@ export class S3ObjectStore implements ObjectStore {
     }
     this.client = new S3Client(config);
     if (opts.endpoint !== undefined && config.forcePathStyle && opts.leanHead !== false) {
+      const url = new URL(opts.endpoint);
+      if (LeanGet.supports(url)) this.leanGet = new LeanGet(url, timeout);
       this.lean = new LeanHead({
         endpoint: opts.endpoint,
         bucket: this.bucket,
@@ -646,9 +648,8 @@ export class S3ObjectStore implements ObjectStore {
         httpAgent,
         httpsAgent,
         ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
+        ...(this.leanGet !== undefined ? { raw: this.leanGet } : {}),
       });
-      const url = new URL(opts.endpoint);
-      if (LeanGet.supports(url)) this.leanGet = new LeanGet(url, timeout);
     }
   }
 

@@ -932,6 +932,79 @@ describe('S3ObjectStore on s3rver: HEAD without the SDK middleware (lean path)',
     }
   });
 
+  it('HEAD and PUT on the same raw keep-alive sockets; PUT answers with a body, chunked or closing', async () => {
+    // A minimal server: HEAD answers a head with metadata, PUT the MD5 of the body as the ETag,
+    // with the answer's framing chosen by the test.
+    let connections = 0;
+    let mode: 'empty' | 'body' | 'chunked' | 'close' = 'empty';
+    const agents: string[] = [];
+    const srv = net.createServer((sock) => {
+      connections++;
+      let buf = Buffer.alloc(0);
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const headText = buf.subarray(0, end).toString('latin1');
+          const len = Number(/content-length: (\d+)/i.exec(headText)?.[1] ?? 0);
+          if (buf.length < end + 4 + len) return;
+          const body = buf.subarray(end + 4, end + 4 + len);
+          buf = buf.subarray(end + 4 + len);
+          agents.push(/user-agent: ([^\r]*)/i.exec(headText)?.[1] ?? '');
+          if (headText.startsWith('HEAD ')) {
+            sock.write(
+              'HTTP/1.1 200 OK\r\nContent-Length: 12345\r\nETag: "e1"\r\nx-amz-meta-mode: 33188\r\n' +
+                'x-amz-meta-mtime: 1700000000.5\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n' +
+                'Content-Type: text/plain\r\n\r\n',
+            );
+            continue;
+          }
+          const etag = `ETag: "${createHash('md5').update(body).digest('hex')}"\r\n`;
+          if (mode === 'empty') sock.write(`HTTP/1.1 200 OK\r\n${etag}Content-Length: 0\r\n\r\n`);
+          else if (mode === 'body') {
+            sock.write(`HTTP/1.1 200 OK\r\n${etag}Content-Length: 5\r\n\r\nhe`);
+            setTimeout(() => sock.write('llo'), 5);
+          } else if (mode === 'chunked') sock.write(`HTTP/1.1 200 OK\r\n${etag}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
+          else sock.end(`HTTP/1.1 200 OK\r\n${etag}Connection: close\r\n\r\n`);
+        }
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const port = (srv.address() as AddressInfo).port;
+    const store = storeFor(s3, 'md5', { endpoint: `http://127.0.0.1:${port}`, maxAttempts: 1 });
+    try {
+      for (let i = 0; i < 20; i++) {
+        const h = await store.head(`k${i}`);
+        expect(h).toMatchObject({ size: 12345, etag: 'e1', contentType: 'text/plain' });
+        expect(h?.metadata).toEqual({ mode: '33188', mtime: '1700000000.5' });
+        expect(h?.lastModified.getTime()).toBe(1_700_000_000_000);
+        const data = randomBytes(1000 + i);
+        expect((await store.put(`k${i}`, data, { metadata: {} })).etag).toBe(createHash('md5').update(data).digest('hex'));
+      }
+      expect(connections).toBe(1);
+      mode = 'body'; // a small body, in two pieces: read and dropped, the socket is kept
+      await store.put('b', Buffer.from('x'), { metadata: {} });
+      await store.head('b');
+      expect(connections).toBe(1);
+      mode = 'chunked'; // its end is not looked for: the answer counts, the socket is closed
+      await store.put('c', Buffer.from('x'), { metadata: {} });
+      await store.head('c');
+      expect(connections).toBe(2);
+      mode = 'close';
+      await store.put('d', Buffer.from('x'), { metadata: {} });
+      await store.head('d');
+      expect(connections).toBe(3);
+      // Every request went the lean way (none repeated through the SDK).
+      expect(agents.length).toBe(46);
+      expect(agents.every((a) => /^bucketgate \(lean (HEAD|PUT)\)$/.test(a))).toBe(true);
+    } finally {
+      store.destroy();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+  });
+
   it('a server that does not answer fails at the timeout as a transient error', async () => {
     const silent = http.createServer(() => undefined); // accepts, never answers
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
