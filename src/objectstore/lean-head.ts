@@ -4,9 +4,10 @@
  * A cold `ls -l` of a directory of foreign objects sends one HeadObject per file (their POSIX
  * metadata lives only in the object metadata). Through the SDK each costs ~1.5 ms of CPU on the
  * daemon's one JavaScript thread (middleware resolution, endpoint rules, schema serde, retry
- * bookkeeping, signing), which made listings CPU-bound. This path signs the request with the
- * SDK's own SigV4 signer (@smithy/signature-v4, with the client's credential provider, so the
- * default chain and its refresh still apply) and sends it on the store's keep-alive agent.
+ * bookkeeping, signing), which made listings CPU-bound. This path signs the request with SigV4
+ * (sigv4.ts: the same signature as the SDK's signer, computed directly; with the client's
+ * credential provider, so the default chain and its refresh still apply) and sends it on the
+ * raw keep-alive sockets of lean-get.ts (plain HTTP) or the store's keep-alive agent (https).
  *
  * It is used only for path-style addressing against an explicit endpoint (every S3-compatible
  * service; AWS itself stays on the SDK, whose endpoint rules handle its many address forms), and
@@ -24,48 +25,18 @@
  * maps the error (412 = precondition, 403, ...) and retries as before; a PUT may thus reach the
  * server twice, like an SDK retry after a lost answer.
  */
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { LeanGet, LeanReply } from './lean-get.js';
+import { SigV4, type SigV4Credentials } from './sigv4.js';
 import type { ObjectHead } from './types.js';
-
-type SignInput = Parameters<SignatureV4['sign']>[0];
-type Credentials = ConstructorParameters<typeof SignatureV4>[0]['credentials'];
-type SourceData = string | ArrayBuffer | ArrayBufferView;
 
 const USER_AGENT = 'bucketgate (lean HEAD)';
 const USER_AGENT_PUT = 'bucketgate (lean PUT)';
 
 /** SHA-256 of the empty payload, sent as x-amz-content-sha256 (and signed). */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
-
-function bytes(d: SourceData): Buffer {
-  if (typeof d === 'string') return Buffer.from(d, 'utf8');
-  if (ArrayBuffer.isView(d)) return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
-  return Buffer.from(d);
-}
-
-/** The signer's hash: SHA-256, or HMAC-SHA-256 when given a key (node:crypto). */
-class NodeSha256 {
-  private h: Hash | Hmac;
-  constructor(private readonly secret?: SourceData) {
-    this.h = this.make();
-  }
-  private make(): Hash | Hmac {
-    return this.secret !== undefined ? createHmac('sha256', bytes(this.secret)) : createHash('sha256');
-  }
-  update(data: SourceData): void {
-    this.h.update(bytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.h.digest()));
-  }
-  reset(): void {
-    this.h = this.make();
-  }
-}
 
 /** RFC 3986 percent-encoding of one path segment, as S3 expects it (unreserved characters stay). */
 function encodeSegment(s: string): string {
@@ -76,7 +47,7 @@ export interface LeanHeadOptions {
   endpoint: string;
   bucket: string;
   region: string;
-  credentials: Credentials;
+  credentials: SigV4Credentials;
   httpAgent: http.Agent;
   httpsAgent: https.Agent;
   timeoutMs?: number;
@@ -85,7 +56,7 @@ export interface LeanHeadOptions {
 }
 
 export class LeanHead {
-  private readonly signer: SignatureV4;
+  private readonly signer: SigV4;
   private readonly url: URL;
   private readonly basePath: string;
 
@@ -93,30 +64,19 @@ export class LeanHead {
     this.url = new URL(o.endpoint);
     const base = this.url.pathname.replace(/\/+$/, '');
     this.basePath = `${base}/${encodeSegment(o.bucket)}/`;
-    this.signer = new SignatureV4({
-      credentials: o.credentials,
-      region: o.region,
-      service: 's3',
-      sha256: NodeSha256,
-      uriEscapePath: false,
-      applyChecksum: false,
-    });
+    this.signer = new SigV4(o.credentials, o.region);
   }
 
   /** A signed GET of `key` (for LeanGet), or undefined when it cannot be signed. */
   async signGet(key: string, headers: Record<string, string>): Promise<{ path: string; headers: Record<string, string> } | undefined> {
-    const u = this.url;
+    const path = this.basePath + key.split('/').map(encodeSegment).join('/');
     try {
-      const signed = await this.signer.sign({
-        method: 'GET',
-        protocol: u.protocol,
-        hostname: u.hostname,
-        ...(u.port !== '' ? { port: Number(u.port) } : {}),
-        path: this.basePath + key.split('/').map(encodeSegment).join('/'),
-        query: {},
-        headers: { ...headers, 'x-amz-content-sha256': EMPTY_SHA256, host: u.host },
+      const signed = await this.signer.sign('GET', path, {
+        ...headers,
+        'x-amz-content-sha256': EMPTY_SHA256,
+        host: this.url.host,
       });
-      return { path: signed.path, headers: signed.headers };
+      return { path, headers: signed };
     } catch {
       return undefined; // no credentials yet, or a provider error: the SDK reports it
     }
@@ -135,17 +95,10 @@ export class LeanHead {
     signal: AbortSignal | undefined,
   ): Promise<LeanReply | undefined> {
     const u = this.url;
-    let signed: SignInput;
+    const path = this.basePath + key.split('/').map(encodeSegment).join('/');
+    let signed: { path: string; headers: Record<string, string> };
     try {
-      signed = await this.signer.sign({
-        method,
-        protocol: u.protocol,
-        hostname: u.hostname,
-        ...(u.port !== '' ? { port: Number(u.port) } : {}),
-        path: this.basePath + key.split('/').map(encodeSegment).join('/'),
-        query: {},
-        headers: { ...headers, host: u.host },
-      });
+      signed = { path, headers: await this.signer.sign(method, path, { ...headers, host: u.host }) };
     } catch {
       return undefined; // no credentials yet, or a provider error: the SDK reports it
     }
