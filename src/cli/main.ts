@@ -29,6 +29,7 @@ const USAGE = `usage:
   bucketgate refresh MOUNTPOINT|SHARE [PATH] [--recursive]      reverse sync now
   bucketgate status  MOUNTPOINT|SHARE [--json]                  cache, dirty data, upload queue
   bucketgate flush   MOUNTPOINT|SHARE [--timeout DURATION]      wait until every dirty byte is uploaded
+  bucketgate backup  MOUNTPOINT|SHARE FILE                      online copy of the share's metadata database
   bucketgate demo [--dir DIR]                                   embedded S3 server + mounted share
 
 Run "bucketgate mount --help" for the mount options (docs/CLI.md lists them all).`;
@@ -121,6 +122,17 @@ async function cmdFlush(args: string[]): Promise<void> {
   if (tty) process.stderr.write('\n');
   if (!r.ok) fail(r.error ?? 'flush failed');
   process.stdout.write('all data is in the bucket\n');
+}
+
+async function cmdBackup(args: string[]): Promise<void> {
+  const dir = adminDir(args);
+  const target = args.shift();
+  const dest = args.shift();
+  if (!target || !dest || args.length > 0) throw new UsageError('usage: bucketgate backup MOUNTPOINT|SHARE FILE');
+  const sock = await resolveAdminSocket(dir, target);
+  const r = await adminCall(sock, { cmd: 'backup', dest: resolve(dest) });
+  if (!r.ok) fail(r.error ?? 'backup failed');
+  process.stdout.write(`metadata database copied to ${resolve(dest)}\n`);
 }
 
 async function cmdRefresh(args: string[]): Promise<void> {
@@ -226,6 +238,8 @@ export async function main(argv: string[]): Promise<void> {
         return await cmdFlush(rest);
       case 'refresh':
         return await cmdRefresh(rest);
+      case 'backup':
+        return await cmdBackup(rest);
       case 'demo':
         return await cmdDemo(rest);
       case '--help':

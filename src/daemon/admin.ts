@@ -13,7 +13,8 @@ import type { Logger } from '../log/index.js';
 export type AdminRequest =
   | { cmd: 'status' }
   | { cmd: 'flush'; timeoutMs?: number }
-  | { cmd: 'refresh'; path?: string; recursive?: boolean };
+  | { cmd: 'refresh'; path?: string; recursive?: boolean }
+  | { cmd: 'backup'; dest: string };
 
 export type AdminHandler = (
   req: AdminRequest,

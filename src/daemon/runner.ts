@@ -2,7 +2,9 @@
  * Runs shares in the foreground until a signal: SIGINT/SIGTERM stop cleanly (unmount, let
  * in-flight requests finish, journal intact) and exit 0; SIGHUP refreshes (mount) or reloads.
  */
+import { isAbsolute } from 'node:path';
 import type { HostPort, ShareConfig } from '../config/index.js';
+import { errMessage } from '../core/errors.js';
 import { getLogger } from '../log/index.js';
 import { AdminServer, type AdminRequest } from './admin.js';
 import { notifyReady, notifyStopping } from './notify.js';
@@ -43,6 +45,17 @@ export async function adminHandler(
     }
     case 'refresh':
       return { summary: await share.refresh(req.path ?? '/', req.recursive ?? false, progress) };
+    case 'backup': {
+      if (typeof req.dest !== 'string' || !isAbsolute(req.dest))
+        throw new Error('backup needs an absolute destination path');
+      try {
+        return await share.meta.backup(req.dest);
+      } catch (e) {
+        const msg = `backup of the metadata database to ${req.dest} failed: ${errMessage(e)}`;
+        getLogger().error(msg, { share: share.config.name });
+        throw new Error(msg);
+      }
+    }
     default:
       throw new Error(`unknown admin command "${(req as { cmd: string }).cmd}"`);
   }

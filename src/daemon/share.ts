@@ -108,6 +108,7 @@ export class Share {
       meta = new SqliteMetaStore({
         path: join(config.cacheDir, 'meta.db'),
         root: { mode: config.dirMode, uid: config.uid, gid: config.gid },
+        exclusive: true,
       });
       cache = await DiskDataCache.open({
         dir: config.cacheDir,

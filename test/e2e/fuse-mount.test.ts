@@ -248,6 +248,40 @@ describe('page cache', () => {
   });
 });
 
+describe('bucketgate backup', () => {
+  it('copies the metadata database of a running share (the daemon holds it exclusively)', async () => {
+    const mnt = join(E.work, 'mnt-backup');
+    const run = join(E.work, 'run');
+    const d = await mount('s3://test/backup', mnt, join(E.work, 'cache-backup'), ['--upload-delay', '1h']);
+    await sh(`cd '${mnt}' && mkdir -p d/e && for i in 1 2 3; do echo $i > d/e/f$i; done`);
+    // Another process cannot read the live database: the daemon keeps its locks.
+    const direct = await sh(
+      `node -e "const D=require('better-sqlite3');try{new D('${join(E.work, 'cache-backup', 'meta.db')}',{readonly:true}).prepare('select count(*) c from nodes').get();console.log('read')}catch(e){console.log(e.code)}"`,
+      { cwd: process.cwd() },
+    );
+    expect(direct.trim()).toBe('SQLITE_BUSY');
+    const dest = join(E.work, 'backup-meta.db');
+    const r = await cli(['backup', mnt, dest, '--admin-dir', run]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(dest);
+    // The copy opens on its own and holds the tree and the upload journal (nothing uploaded yet).
+    const names = await sh(
+      `node -e "const D=require('better-sqlite3');const db=new D('${dest}',{readonly:true});` +
+        `console.log(db.prepare('select name from edges order by name').all().map(r=>r.name).join(','));` +
+        `console.log(db.prepare('select count(*) c from uploads').get().c)"`,
+      { cwd: process.cwd() },
+    );
+    expect(names.trim().split('\n')).toEqual(['d,e,f1,f2,f3', '3']);
+    // A destination that cannot be written: a clear error, nothing left behind, the share runs on.
+    const bad = await cli(['backup', mnt, join(E.work, 'no-such-dir', 'x.db'), '--admin-dir', run]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/backup of the metadata database to .*no-such-dir.* failed/);
+    expect(await sh(`cat '${mnt}/d/e/f2'`)).toBe('2\n');
+    expect(await d.stop()).toBe(0);
+  });
+});
+
 describe('restart right after kill -9', () => {
   it('detaches the dead mount even while the kernel still answers stat of its root from cache', async () => {
     const mnt = join(E.work, 'mnt-kill');

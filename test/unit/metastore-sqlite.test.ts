@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -153,5 +153,31 @@ describe('SqliteMetaStore node cache', () => {
       expect(store.parentOf(ino)).toEqual({ parent: 1, name: `f${i}` });
     }
     agree([inos[0]!, inos[5]!, inos[39_999]!]);
+  });
+
+  it('exclusive mode: a backup is a consistent copy, written under a temporary name', async () => {
+    const xdir = mkdtempSync(join(tmpdir(), 'bg-meta-x-'));
+    const x = new SqliteMetaStore({ path: join(xdir, 'meta.db'), root: { mode: 0o40755, uid: 0, gid: 0 }, exclusive: true });
+    try {
+      const a = x.createChild(1, 'a', file({ size: 7 }));
+      x.enqueueUpload(a.ino, 123);
+      const dest = join(xdir, 'copy.db');
+      expect((await x.backup(dest)).pages).toBeGreaterThan(0);
+      x.createChild(1, 'after', file()); // not in the copy
+      const copy = new Database(dest, { readonly: true });
+      try {
+        expect(copy.prepare('SELECT name FROM edges ORDER BY name').all()).toEqual([{ name: 'a' }]);
+        expect(copy.prepare('SELECT size FROM nodes WHERE ino = ?').get(a.ino)).toEqual({ size: 7 });
+        expect(copy.prepare('SELECT count(*) AS c FROM uploads').get()).toEqual({ c: 1 });
+      } finally {
+        copy.close();
+      }
+      await expect(x.backup(join(xdir, 'missing', 'copy.db'))).rejects.toThrow();
+      expect(readdirSync(xdir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+      expect(existsSync(dest)).toBe(true);
+    } finally {
+      x.close();
+      rmSync(xdir, { recursive: true, force: true });
+    }
   });
 });
