@@ -45,6 +45,8 @@ export interface UploaderOptions {
 /** Busy: at least BUSY_CHANGES changes in the current and the previous window of BUSY_WINDOW_MS. */
 const BUSY_WINDOW_MS = 250;
 const BUSY_CHANGES = 25;
+/** schedule() of an unchanged inode this soon after the previous one changes nothing. */
+const RESCHEDULE_SLACK_MS = 50;
 /** Default of UploaderOptions.busyDeferMs. */
 export const BUSY_DEFER_MS = 5000;
 
@@ -82,6 +84,8 @@ export class Uploader {
   private changesBefore = 0;
   /** drain() calls under way: they make everything due now, busy or not. */
   private draining = 0;
+  /** The last schedule() of each inode since its last upload started: change count and due time. */
+  private readonly lastScheduled = new Map<Ino, { seq: number; due: number }>();
 
   constructor(
     private readonly meta: MetaStore,
@@ -144,7 +148,14 @@ export class Uploader {
 
   /** Journal the node for upload after the configured delay (cache mode close). */
   schedule(ino: Ino, delayMs = this.opts.delayMs): void {
-    this.meta.enqueueUpload(ino, Date.now() + delayMs);
+    const due = Date.now() + delayMs;
+    const seq = this.changeSeq.get(ino) ?? 0;
+    // A close is a FLUSH and then a RELEASE: the second would only move the due time by a
+    // moment, at the price of a commit. Nothing changed and no upload started in between.
+    const last = this.lastScheduled.get(ino);
+    if (last !== undefined && last.seq === seq && due - last.due <= RESCHEDULE_SLACK_MS) return;
+    this.lastScheduled.set(ino, { seq, due });
+    this.meta.enqueueUpload(ino, due);
     // Start it when due rather than at the next poll (up to pollMs later); one timer per 25 ms.
     if (this.stopped) return;
     const at = Math.ceil((Date.now() + delayMs + 1) / 25) * 25;
@@ -292,6 +303,7 @@ export class Uploader {
   }
 
   private startOne(ino: Ino): Running {
+    this.lastScheduled.delete(ino);
     const abort = new AbortController();
     const promise = this.uploadOne(ino, abort.signal)
       .catch((e: unknown) => {

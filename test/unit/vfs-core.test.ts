@@ -278,6 +278,34 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(uploadedWhileBusy).toBeGreaterThan(5);
   });
 
+  it('a close journals the file once (FLUSH then RELEASE), a later change and close again', async () => {
+    const t = await mk({ uploadDelayMs: 60_000 });
+    let enqueued = 0;
+    const orig = t.meta.enqueueUpload.bind(t.meta);
+    t.meta.enqueueUpload = (ino, due) => {
+      enqueued++;
+      orig(ino, due);
+    };
+    const ino = await writeFile(t.vfs, ROOT_INO, 'once', 'v1');
+    expect(enqueued).toBe(1);
+    const due1 = t.meta.getUpload(ino)!.dueMs;
+    await sleep(80);
+    const fh = await t.vfs.open(R, ino, O_WRONLY);
+    await t.vfs.write(fh, 0, Buffer.from('v2'));
+    await t.vfs.flush(fh);
+    await t.vfs.release(fh);
+    expect(enqueued).toBe(2);
+    expect(t.meta.getUpload(ino)!.dueMs).toBeGreaterThan(due1);
+    // Closed again without a change, later: the due time moves (delay after the last close).
+    const fh2 = await t.vfs.open(R, ino, O_WRONLY);
+    await sleep(80);
+    await t.vfs.flush(fh2);
+    await t.vfs.release(fh2);
+    expect(enqueued).toBe(3);
+    await t.vfs.flushAll(5000);
+    expect(t.mem.read('once')?.toString()).toBe('v2');
+  });
+
   it('unlink of a file that was never uploaded leaves nothing in the bucket', async () => {
     const t = await mk({ uploadDelayMs: 60_000 });
     await writeFile(t.vfs, ROOT_INO, 'tmp', 'x');
