@@ -541,6 +541,44 @@ for _ in range(3):
       expect(await mountedAt(m2)).toBe(false);
     });
 
+    it('sends no entry notice for the names a rename request in flight is changing', async () => {
+      // CoreVfs asks to forget the old name of a rename (for NFS's sake); for FUSE's own rename
+      // the kernel holds the directory locked until the answer and fixes its dentries itself.
+      const m3 = join(base, 'renamenotice');
+      await mkdir(m3);
+      const v3 = new MemVfs();
+      const a3 = newAdapter(m3, v3, { attrTimeoutSec: 60, entryTimeoutSec: 60 });
+      await a3.mount();
+      const rename = v3.rename.bind(v3);
+      v3.rename = async (c, p, n, np, nn) => {
+        await rename(c, p, n, np, nn);
+        v3.emitInvalidate({ kind: 'entry', parent: p, name: n });
+      };
+      // The native session's methods are read-only: watch them through a proxy.
+      const holder = a3 as unknown as { session: object };
+      const session = holder.session;
+      const sent: string[] = [];
+      holder.session = new Proxy(session, {
+        get(t, k) {
+          const v: unknown = Reflect.get(t, k);
+          if (typeof v !== 'function') return v;
+          if (k === 'notifyInvalEntry')
+            return (p: number, n: Buffer): unknown => {
+              sent.push(n.toString());
+              return (v as (p: number, n: Buffer) => unknown).call(t, p, n);
+            };
+          return (v as (...a: unknown[]) => unknown).bind(t);
+        },
+      });
+      await ok(`echo x > ${q(join(m3, 'a'))} && mv ${q(join(m3, 'a'))} ${q(join(m3, 'b'))} && cat ${q(join(m3, 'b'))}`);
+      expect(sent).toEqual([]);
+      expect((await sh(`test -e ${q(join(m3, 'a'))}`)).code).toBe(1);
+      // A notice from elsewhere (NFS, a listing) still goes to the kernel.
+      v3.emitInvalidate({ kind: 'entry', parent: ROOT_INO, name: 'b' });
+      expect(sent).toEqual(['b']);
+      await a3.unmount();
+    });
+
     it('keeps the page cache across opens only while mtime and size are unchanged (auto_cache)', async () => {
       const m = join(base, 'autocache');
       await mkdir(m);

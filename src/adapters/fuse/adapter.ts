@@ -163,6 +163,10 @@ export function decodeName(op: string, raw: Buffer): string {
   }
 }
 
+function entryKey(parent: number, name: string): string {
+  return `${parent}/${name}`;
+}
+
 export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   readonly mountpoint: string;
   private readonly vfs: Vfs;
@@ -329,9 +333,21 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
     this.emit('unmounted', info);
   }
 
+  /**
+   * Names that a FUSE request in flight is changing (rename source and target): the kernel holds
+   * their directories locked until we answer, and updates its own dentries when we do.
+   */
+  private readonly changing = new Map<string, number>();
+
   private invalidate(ev: InvalidateEvent): void {
     const s = this.session;
     if (!s) return;
+    // The VFS asks to forget a name that this very request is renaming (it cannot tell FUSE's
+    // requests from NFS's). The kernel needs no notice; and the notice would block in the kernel
+    // on the directory lock the request holds until we answer. A kill -9 in that moment left
+    // an unkillable daemon (a thread in D state holding /dev/fuse open, so the mount could not
+    // abort, so the request was never answered): seen in the kill -9 test.
+    if (ev.kind === 'entry' && this.changing.has(entryKey(ev.parent, ev.name))) return;
     if (ev.kind === 'inode') {
       const st = this.stamps.get(ev.ino);
       if (st) st.valid = false;
@@ -585,7 +601,17 @@ export class FuseAdapter extends EventEmitter<FuseAdapterEvents> {
   private async rename(r: FuseRequestOf<'rename'>): Promise<void> {
     const name = decodeName('rename', r.name);
     const newName = decodeName('rename', r.newName);
-    await this.vfs.rename(cred(r), r.parent, name, r.newParent, newName);
+    const keys = [entryKey(r.parent, name), entryKey(r.newParent, newName)];
+    for (const k of keys) this.changing.set(k, (this.changing.get(k) ?? 0) + 1);
+    try {
+      await this.vfs.rename(cred(r), r.parent, name, r.newParent, newName);
+    } finally {
+      for (const k of keys) {
+        const n = (this.changing.get(k) ?? 1) - 1;
+        if (n > 0) this.changing.set(k, n);
+        else this.changing.delete(k);
+      }
+    }
     this.s().replyErr(r.id, 0);
   }
 
