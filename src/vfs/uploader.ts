@@ -84,8 +84,8 @@ export class Uploader {
   private changesBefore = 0;
   /** drain() calls under way: they make everything due now, busy or not. */
   private draining = 0;
-  /** The last schedule() of each inode since its last upload started: change count and due time. */
-  private readonly lastScheduled = new Map<Ino, { seq: number; due: number }>();
+  /** Recent schedule() calls (the last RESCHEDULE_SLACK_MS): change count, due time, when. */
+  private readonly lastScheduled = new Map<Ino, { seq: number; due: number; at: number }>();
 
   constructor(
     private readonly meta: MetaStore,
@@ -104,7 +104,10 @@ export class Uploader {
     for (const n of this.meta.unsyncedNodes()) {
       if (!this.meta.getUpload(n.ino)) this.meta.enqueueUpload(n.ino, Date.now());
     }
-    this.timer = setInterval(() => this.pump(), this.opts.pollMs ?? 200);
+    this.timer = setInterval(() => {
+      this.pruneScheduled();
+      this.pump();
+    }, this.opts.pollMs ?? 200);
     this.timer.unref();
     this.pump();
   }
@@ -148,13 +151,14 @@ export class Uploader {
 
   /** Journal the node for upload after the configured delay (cache mode close). */
   schedule(ino: Ino, delayMs = this.opts.delayMs): void {
-    const due = Date.now() + delayMs;
+    const now = Date.now();
+    const due = now + delayMs;
     const seq = this.changeSeq.get(ino) ?? 0;
     // A close is a FLUSH and then a RELEASE: the second would only move the due time by a
     // moment, at the price of a commit. Nothing changed and no upload started in between.
     const last = this.lastScheduled.get(ino);
     if (last !== undefined && last.seq === seq && due - last.due <= RESCHEDULE_SLACK_MS) return;
-    this.lastScheduled.set(ino, { seq, due });
+    this.lastScheduled.set(ino, { seq, due, at: now });
     this.meta.enqueueUpload(ino, due);
     // Start it when due rather than at the next poll (up to pollMs later); one timer per 25 ms.
     if (this.stopped) return;
@@ -300,6 +304,12 @@ export class Uploader {
       this.startOne(e.ino).promise.catch(() => undefined);
       started++;
     }
+  }
+
+  /** Forget schedule() calls too old to matter (files deleted before their upload stay out). */
+  private pruneScheduled(): void {
+    const old = Date.now() - RESCHEDULE_SLACK_MS;
+    for (const [ino, s] of this.lastScheduled) if (s.at < old) this.lastScheduled.delete(ino);
   }
 
   private startOne(ino: Ino): Running {

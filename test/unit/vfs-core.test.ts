@@ -303,6 +303,11 @@ describe('CoreVfs over the in-memory object store', () => {
     await t.vfs.flush(fh2);
     await t.vfs.release(fh2);
     expect(enqueued).toBe(3);
+    // What it remembers for this is dropped at the next poll (no growth with deleted files).
+    const uploader = (t.vfs as unknown as { uploader: { lastScheduled: Map<number, unknown> } }).uploader;
+    expect(uploader.lastScheduled.size).toBe(1);
+    await sleep(500);
+    expect(uploader.lastScheduled.size).toBe(0);
     await t.vfs.flushAll(5000);
     expect(t.mem.read('once')?.toString()).toBe('v2');
   });
