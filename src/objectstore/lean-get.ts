@@ -174,28 +174,14 @@ class Conn {
 
   /** The head of a HEAD/PUT answer has arrived, with `extra` bytes after it. */
   private smallReply(r: Pending, text: string, extra: number): void {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
-    if (m === null) {
+    const head = parseResponseHead(text);
+    if (head === undefined) {
       this.fail();
       return;
     }
-    const headers: Record<string, string> = {};
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] ?? '';
-      const c = line.indexOf(':');
-      if (c <= 0) {
-        this.fail();
-        return;
-      }
-      const name = line.slice(0, c).trim().toLowerCase();
-      const value = line.slice(c + 1).trim();
-      const had = headers[name];
-      headers[name] = had === undefined ? value : `${had}, ${value}`;
-    }
-    r.reply = { status: Number(m[2]), headers };
-    const conn = headers.connection;
-    r.keepAlive = conn !== undefined ? !/close/i.test(conn) && (m[1] === '1' || /keep-alive/i.test(conn)) : m[1] === '1';
+    const { headers } = head;
+    r.reply = { status: head.status, headers };
+    r.keepAlive = head.keepAlive;
     // The answer's body: none for HEAD; for PUT its Content-Length (else the socket cannot be reused).
     let length = 0;
     if (r.method === 'PUT') {
@@ -216,31 +202,19 @@ class Conn {
     this.inBody = true;
   }
 
-  /** Status line and headers; false for anything this path does not answer. */
+  /** Status line and headers of a GET answer; false for anything this path does not answer. */
   private parseHead(r: Pending, text: string): boolean {
-    const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
-    if (m === null) return false;
-    const status = Number(m[2]);
-    if (status !== 200 && status !== 206) return false;
-    r.status = status;
-    let length: number | undefined;
-    r.keepAlive = m[1] === '1';
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] ?? '';
-      const c = line.indexOf(':');
-      if (c <= 0) return false;
-      const name = line.slice(0, c).trim().toLowerCase();
-      const value = line.slice(c + 1).trim();
-      if (name === 'content-length') {
-        if (!/^\d+$/.test(value)) return false;
-        length = Number(value);
-      } else if (name === 'transfer-encoding') return false;
-      else if (name === 'etag') r.etag = value.replace(/^"|"$/g, '');
-      else if (name === 'content-range') r.contentRange = value;
-      else if (name === 'connection') r.keepAlive = !/close/i.test(value) && (r.keepAlive || /keep-alive/i.test(value));
-    }
-    if (length === undefined || !Number.isSafeInteger(length) || length > r.dest.length) return false;
+    const head = parseResponseHead(text);
+    if (head === undefined || (head.status !== 200 && head.status !== 206)) return false;
+    const h = head.headers;
+    const cl = h['content-length'];
+    if (h['transfer-encoding'] !== undefined || cl === undefined || !/^\d+$/.test(cl)) return false;
+    const length = Number(cl);
+    if (!Number.isSafeInteger(length) || length > r.dest.length) return false;
+    r.status = head.status;
+    r.keepAlive = head.keepAlive;
+    r.etag = h.etag?.replace(/^"|"$/g, '');
+    r.contentRange = h['content-range'];
     r.expected = length;
     return true;
   }
@@ -393,6 +367,32 @@ export class LeanGet {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Status line and headers of an HTTP/1.x answer (lower-case names, repeated ones joined with
+ * ", "), and whether the connection may be reused; undefined when it is not well formed.
+ */
+function parseResponseHead(
+  text: string,
+): { status: number; keepAlive: boolean; headers: Record<string, string> } | undefined {
+  const lines = text.split('\r\n');
+  const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
+  if (m === null) return undefined;
+  const headers: Record<string, string> = {};
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] ?? '';
+    const c = line.indexOf(':');
+    if (c <= 0) return undefined;
+    const name = line.slice(0, c).trim().toLowerCase();
+    const value = line.slice(c + 1).trim();
+    const had = headers[name];
+    headers[name] = had === undefined ? value : `${had}, ${value}`;
+  }
+  const conn = headers.connection;
+  const http11 = m[1] === '1';
+  const keepAlive = conn !== undefined ? !/close/i.test(conn) && (http11 || /keep-alive/i.test(conn)) : http11;
+  return { status: Number(m[2]), keepAlive, headers };
+}
 
 function abortError(method: string): Error {
   const e = new Error(`${method} aborted`);
