@@ -101,3 +101,17 @@ export interface ByteRange {
   start: number;
   end: number;
 }
+
+/**
+ * Bytes of a local file lent to a caller that sends them without copying (sendfile(2)): the
+ * file descriptor is valid, and the range holds the file's current bytes, until release() is
+ * called. A writer may change the bytes meanwhile (like a read racing a write); a truncation may
+ * shorten the file, so a sender must check that it got every byte.
+ */
+export interface FileRange {
+  readonly fd: number;
+  readonly offset: number;
+  readonly length: number;
+  /** Give the range back; idempotent. The descriptor must not be used afterwards. */
+  release(): void;
+}

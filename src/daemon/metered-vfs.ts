@@ -17,6 +17,7 @@ import {
   ROOT_INO,
   type Attr,
   type Cred,
+  type FileRange,
   type Ino,
   type SetAttrChanges,
   type StatFs,
@@ -270,6 +271,17 @@ export class MeteredVfs implements Vfs {
     const b = await this.run('read', () => this.inner.read(fh, offset, length, scratch));
     this.readBytes?.inc(b.length);
     return b;
+  }
+
+  async readLocal(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer | FileRange> {
+    const inner = this.inner;
+    const r = await this.run('read', () =>
+      inner.readLocal
+        ? inner.readLocal(fh, offset, length, scratch)
+        : inner.read(fh, offset, length, scratch),
+    );
+    this.readBytes?.inc(r.length);
+    return r;
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

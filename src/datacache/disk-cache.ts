@@ -34,7 +34,7 @@ import { constants as fsc, promises as fsp, read as fsRead, write as fsWrite } f
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FsError, errMessage } from '../core/errors.js';
-import type { ByteRange, Ino } from '../core/types.js';
+import type { ByteRange, FileRange, Ino } from '../core/types.js';
 import { getLogger, type Logger } from '../log/index.js';
 import {
   cloneRanges,
@@ -563,6 +563,42 @@ export class DiskDataCache implements DataCache {
     } finally {
       this.end(e);
     }
+  }
+
+  async borrow(ino: Ino, offset: number, length: number): Promise<FileRange | undefined> {
+    const e = this.need(ino, 'read');
+    const want = this.clip(e, offset, length, 'read');
+    if (want.end <= want.start || !e.hasFile || !containsRange(e.present, want)) return undefined;
+    for (let d = this.deleting.get(e.ino); d !== undefined; d = this.deleting.get(e.ino)) await d;
+    if (this.entries.get(e.ino) !== e) return undefined;
+    this.touch(e);
+    this.begin(e);
+    let lease: Lease;
+    try {
+      lease = await this.handles.acquire(e.ino, () => this.openFile(e.ino));
+    } catch (err) {
+      this.end(e);
+      throw this.ioError('read', e.ino, err);
+    }
+    // A truncation may have run while the file was being opened.
+    const end = Math.min(want.end, e.size);
+    if (end <= want.start || !containsRange(e.present, { start: want.start, end })) {
+      lease.release();
+      this.end(e);
+      return undefined;
+    }
+    let lent = true;
+    return {
+      fd: lease.fh.fd,
+      offset: want.start,
+      length: end - want.start,
+      release: () => {
+        if (!lent) return;
+        lent = false;
+        lease.release();
+        this.end(e);
+      },
+    };
   }
 
   async write(ino: Ino, offset: number, data: Buffer): Promise<void> {

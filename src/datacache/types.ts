@@ -1,4 +1,4 @@
-import type { ByteRange, Ino } from '../core/types.js';
+import type { ByteRange, FileRange, Ino } from '../core/types.js';
 
 /** Persisted state of one cache entry (what is local, what is not yet uploaded). */
 export interface CacheEntryState {
@@ -58,6 +58,12 @@ export interface DataCache {
   fill(ino: Ino, offset: number, data: Buffer): Promise<void>;
   /** Read [offset, offset+length) clipped to the size; throws if any of it is not present. */
   read(ino: Ino, offset: number, length: number, scratch?: Buffer): Promise<Buffer>;
+  /**
+   * Lend [offset, offset+length) clipped to the size, when all of it is present in the cache
+   * file, for a zero-copy send; undefined otherwise (read() it then). While lent, the entry is
+   * not evicted. The caller must release() it.
+   */
+  borrow?(ino: Ino, offset: number, length: number): Promise<FileRange | undefined>;
   /** Write bytes (marks present + dirty, extends the size; a gap past the old size reads as zeros). */
   write(ino: Ino, offset: number, data: Buffer): Promise<void>;
   /** Set the size (shrinking drops data; growing adds zeros that are present + dirty). */

@@ -14,7 +14,7 @@
  * - data writes go to the cache only; uploads happen from the journal (cache mode) or at
  *   flush/fsync (write-through).
  */
-import type { Attr, Cred, FileType, Ino, SetAttrChanges, StatFs } from '../core/types.js';
+import type { Attr, Cred, FileRange, FileType, Ino, SetAttrChanges, StatFs } from '../core/types.js';
 import {
   NAME_MAX,
   KEY_MAX,
@@ -729,11 +729,32 @@ export class CoreVfs implements Vfs {
   }
 
   async read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
+    const r = await this.readable(fh, offset, length);
+    if (r === undefined) return Buffer.alloc(0);
+    return this.cache.read(r.ino, offset, r.len, scratch);
+  }
+
+  async readLocal(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer | FileRange> {
+    const r = await this.readable(fh, offset, length);
+    if (r === undefined) return Buffer.alloc(0);
+    const lent = this.cache.borrow ? await this.cache.borrow(r.ino, offset, r.len) : undefined;
+    return lent ?? this.cache.read(r.ino, offset, r.len, scratch);
+  }
+
+  /**
+   * The checks and fetching of read(): when this resolves, [offset, offset+len) of the inode is
+   * in the data cache (undefined: nothing to read, at or past the end of the file).
+   */
+  private async readable(
+    fh: Fh,
+    offset: number,
+    length: number,
+  ): Promise<{ ino: Ino; len: number } | undefined> {
     const h = this.handle(fh, 'read');
     if (!h.readable) throw new FsError('EBADF', 'read');
     const n = this.node(h.ino, 'read');
     if (n.type === 'symlink') throw new FsError('EINVAL', 'read');
-    if (offset >= n.size || length <= 0) return Buffer.alloc(0);
+    if (offset >= n.size || length <= 0) return undefined;
     const len = Math.min(length, n.size - offset);
     // Read-ahead grows while the handle reads sequentially; random reads fetch only their blocks.
     if (offset === h.lastReadEnd) h.seqRun++;
@@ -755,7 +776,7 @@ export class CoreVfs implements Vfs {
         ra,
       );
     }
-    return this.cache.read(n.ino, offset, len, scratch);
+    return { ino: n.ino, len };
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

@@ -1,4 +1,4 @@
-import type { Attr, Cred, DirEntry, Ino, SetAttrChanges, StatFs } from '../core/types.js';
+import type { Attr, Cred, DirEntry, FileRange, Ino, SetAttrChanges, StatFs } from '../core/types.js';
 
 /** Open file handle id (per VFS instance). */
 export type Fh = number;
@@ -42,6 +42,12 @@ export interface Vfs {
    * the result, so an implementation must not keep a reference to it).
    */
   read(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer>;
+  /**
+   * read() for senders that can send a file range without copying it (the NFS READ reply): when
+   * the bytes are all in a local cache file, that range is lent (the caller must release() it);
+   * otherwise the bytes are read as read() does. Same checks, read-ahead and errors as read().
+   */
+  readLocal?(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer | FileRange>;
   /** Write at offset (or at the end when the handle was opened with O_APPEND). Returns bytes written. */
   write(fh: Fh, offset: number, data: Buffer): Promise<number>;
   /** close(2) of one descriptor of the handle (may be called several times per handle). */

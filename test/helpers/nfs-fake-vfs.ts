@@ -4,6 +4,8 @@
  * files without any x bit), keeps stable per-directory cookies, persistent inode generations, and
  * counts the calls the tests care about.
  */
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { FsError } from '../../src/core/errors.js';
 import {
   O_ACCMODE,
@@ -18,6 +20,7 @@ import {
   nowNs,
   type Attr,
   type Cred,
+  type FileRange,
   type FileType,
   type Ino,
   type SetAttrChanges,
@@ -83,6 +86,15 @@ export class FakeVfs implements Vfs {
   readDelayMs = 0;
   /** Optional delay (ms) before unlink, to test retransmissions of a call still running. */
   unlinkDelayMs = 0;
+  /**
+   * With a directory, readLocal() lends ranges of files written there (like the data cache's
+   * cache files); without one it reads like read().
+   */
+  rangeDir: string | undefined;
+  /** Ranges lent by readLocal and given back. */
+  readonly lent = { lent: 0, released: 0 };
+  /** Test hook: truncate the backing file right after lending a range (the sender hits EOF). */
+  truncateAfterLend = false;
 
   constructor(opts: { readOnly?: boolean; rootMode?: number; rootUid?: number; rootGid?: number } = {}) {
     this.readOnly = opts.readOnly ?? false;
@@ -374,6 +386,31 @@ export class FakeVfs implements Vfs {
     if (scratch === undefined || scratch.length < data.length) return data;
     data.copy(scratch);
     return scratch.subarray(0, data.length);
+  }
+
+  async readLocal(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer | FileRange> {
+    if (this.rangeDir === undefined) return this.read(fh, offset, length, scratch);
+    this.counters.read++;
+    const h = this.handle(fh, 'read');
+    const n = this.node(h.ino, 'read');
+    if (offset >= n.size) return Buffer.alloc(0);
+    const end = Math.min(n.size, offset + length);
+    const fd = openSync(join(this.rangeDir, `ino-${n.ino}-${this.lent.lent}`), 'w+');
+    writeSync(fd, n.data, 0, n.size, 0);
+    if (this.truncateAfterLend) ftruncateSync(fd, offset);
+    this.lent.lent++;
+    let open = true;
+    return {
+      fd,
+      offset,
+      length: end - offset,
+      release: () => {
+        if (!open) return;
+        open = false;
+        this.lent.released++;
+        closeSync(fd);
+      },
+    };
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

@@ -82,10 +82,13 @@ describe('libnfs-utils (nfs-ls, nfs-cat, nfs-cp)', () => {
     expect(ls.stdout).toMatch(/up\.bin/);
     expect(ls.stdout).toContain(String(data.length));
     const back = join(tmp, 'back.bin');
+    const fromFile = srv.srv.sentFromFile;
     expect((await run('nfs-cp', [srv.url('/share/up.bin'), back])).code).toBe(0);
     expect((await readFile(back)).equals(data)).toBe(true);
     const cat = await run('nfs-cat', [srv.url('/share/up.bin')]);
     expect(Buffer.from(cat.stdout, 'latin1').equals(data)).toBe(true);
+    // The data is in the cache: the READ replies were sent from the cache file (sendfile).
+    expect(srv.srv.sentFromFile - fromFile).toBeGreaterThanOrEqual(2 * (data.length - 32 * 1024));
     // Visible through the VFS and, once the idle handle is released and uploaded, in the bucket.
     const a = await t.vfs.lookup(ROOT_CRED, 1, 'up.bin');
     expect(a.size).toBe(data.length);

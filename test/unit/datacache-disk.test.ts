@@ -1,4 +1,4 @@
-import { promises as fsp, readdirSync } from 'node:fs';
+import { promises as fsp, readdirSync, readSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -471,6 +471,68 @@ describe('DiskDataCache: drop', () => {
     const w2 = c.write(1, 0, B('late'));
     await Promise.all([d2, expect(w2).rejects.toMatchObject({ code: 'EIO' })]);
     expect(c.has(1)).toBe(false);
+  });
+});
+
+describe('DiskDataCache: borrow (file ranges for zero-copy sends)', () => {
+  const readFd = (fd: number, offset: number, length: number): Buffer => {
+    const b = Buffer.alloc(length);
+    const n = readSync(fd, b, 0, length, offset);
+    return b.subarray(0, n);
+  };
+
+  it('lends present ranges clipped to the size, nothing for missing bytes or past the end', async () => {
+    const c = await mkCache();
+    c.ensure(1, 1000);
+    await c.fill(1, 0, Buffer.alloc(600, 7));
+    expect(await c.borrow(1, 100, 2000)).toBeUndefined(); // 600..1000 not present
+    const r = await c.borrow(1, 100, 500);
+    expect(r).toBeDefined();
+    expect(r!.offset).toBe(100);
+    expect(r!.length).toBe(500);
+    expect(readFd(r!.fd, 100, 500).equals(Buffer.alloc(500, 7))).toBe(true);
+    r!.release();
+    r!.release(); // idempotent
+    expect(await c.borrow(1, 500, 200)).toBeUndefined(); // 600..700 not present
+    expect(await c.borrow(1, 1000, 10)).toBeUndefined();
+    await c.write(1, 600, Buffer.alloc(400, 9)); // dirty bytes are lent as well
+    const d = await c.borrow(1, 0, 5000);
+    expect(d!.length).toBe(1000); // clipped to the size
+    expect(readFd(d!.fd, 590, 20).equals(Buffer.concat([Buffer.alloc(10, 7), Buffer.alloc(10, 9)]))).toBe(
+      true,
+    );
+    d!.release();
+  });
+
+  it('a lent entry is not evicted until it is released', async () => {
+    const c = await mkCache({ limitBytes: 1000, highWatermark: 0.9, lowWatermark: 0.5 });
+    c.ensure(1, 400);
+    await c.fill(1, 0, Buffer.alloc(400, 1));
+    const r = await c.borrow(1, 0, 400);
+    c.ensure(2, 400);
+    await c.fill(2, 0, Buffer.alloc(400, 2));
+    c.ensure(3, 400);
+    await c.fill(3, 0, Buffer.alloc(400, 3)); // over the high watermark: 1 is the LRU but lent
+    expect(c.has(1)).toBe(true);
+    expect(readFd(r!.fd, 0, 400).equals(Buffer.alloc(400, 1))).toBe(true);
+    r!.release();
+    c.ensure(4, 400);
+    await c.fill(4, 0, Buffer.alloc(400, 4));
+    expect(c.has(1)).toBe(false);
+  });
+
+  it('close() waits for lent ranges', async () => {
+    const c = await mkCache();
+    c.ensure(1, 100);
+    await c.fill(1, 0, Buffer.alloc(100, 1));
+    const r = await c.borrow(1, 0, 100);
+    let closed = false;
+    const p = c.close().then(() => (closed = true));
+    await new Promise((res) => setTimeout(res, 50));
+    expect(closed).toBe(false);
+    r!.release();
+    await p;
+    expect(closed).toBe(true);
   });
 });
 

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { readSync } from 'node:fs';
 import { FsError } from '../../src/core/errors.js';
 import type { Cred } from '../../src/core/types.js';
 import {
@@ -248,7 +249,12 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('uploads do not wait for a busy writer once dirty data fills a quarter of the cache', async () => {
-    const t = await mk({ uploadDelayMs: 0, uploadPollMs: 50, uploadBusyDeferMs: 60_000, cacheLimitBytes: 4 << 20 });
+    const t = await mk({
+      uploadDelayMs: 0,
+      uploadPollMs: 50,
+      uploadBusyDeferMs: 60_000,
+      cacheLimitBytes: 4 << 20,
+    });
     const w = (await t.vfs.mkdir(R, ROOT_INO, 'w', 0o755)).ino;
     // Busy first (small files, well below a quarter of the cache): nothing is uploaded.
     for (let i = 0; i < 30; i++) await writeFile(t.vfs, w, `small${i}`, 'x');
@@ -400,6 +406,32 @@ describe('CoreVfs over the in-memory object store', () => {
     for (let off = 0; off < data.length; off += 131072) chunks.push(await t.vfs.read(fh, off, 131072));
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
     await t.vfs.release(fh);
+  });
+
+  it('readLocal lends cached ranges of the cache file, fetching what is missing first', async () => {
+    const store = new MemoryObjectStore();
+    const data = Buffer.alloc(3 * 1024 * 1024 + 5);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 255;
+    store.seed('big.bin', data);
+    const t = await mk({ store });
+    const a = await t.vfs.lookup(R, ROOT_INO, 'big.bin');
+    const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+    const pieces: Buffer[] = [];
+    for (let off = 0; off < data.length; off += 1024 * 1024) {
+      const got = await t.vfs.readLocal(fh, off, 1024 * 1024);
+      if (got instanceof Uint8Array) throw new Error(`bytes at ${off} were copied, not lent`);
+      const b = Buffer.alloc(got.length);
+      expect(readSync(got.fd, b, 0, got.length, got.offset)).toBe(got.length);
+      got.release();
+      pieces.push(b);
+    }
+    expect(Buffer.concat(pieces).equals(data)).toBe(true);
+    expect(await t.vfs.readLocal(fh, data.length, 10)).toEqual(Buffer.alloc(0));
+    await t.vfs.release(fh);
+    // Same checks as read(): a handle opened for writing only cannot read.
+    const w = await t.vfs.open(R, a.ino, O_WRONLY);
+    expect(await code(t.vfs.readLocal(w, 0, 10))).toBe('EBADF');
+    await t.vfs.release(w);
   });
 
   it('large reads keep at most 4 large GETs in flight (pooled buffers), and read right', async () => {

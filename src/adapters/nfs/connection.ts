@@ -7,11 +7,14 @@
  * and resumes when both drop. A framing violation (oversized or empty record) or an undecodable
  * RPC header closes the connection; other connections are unaffected.
  */
+import { read as fsRead } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { FileRange } from '../../core/types.js';
 import type { Logger } from '../../log/index.js';
 import { ReplyWriter } from './codec.js';
 import { RecordDecoder, RecordError } from './record.js';
 import { normalizeAddress } from './policy.js';
+import { type IoAddon, socketFd } from './sendfile.js';
 
 /**
  * A reply whose buffers come from a pool: `release` is called once the socket has taken them
@@ -22,7 +25,29 @@ export interface PooledReply {
   release(): void;
 }
 
-export type Reply = Uint8Array | Uint8Array[] | PooledReply;
+/**
+ * A reply whose body is a file range: `head` (record mark and reply up to the data length), the
+ * range's bytes, then `pad` (0..3) zero bytes. Sent with sendfile(2) when the connection can;
+ * the range is released once sent (or dropped).
+ */
+export interface FileReply {
+  readonly head: Uint8Array;
+  readonly range: FileRange;
+  readonly pad: number;
+}
+
+export type Reply = Uint8Array | Uint8Array[] | PooledReply | FileReply;
+
+function isFileReply(r: Reply): r is FileReply {
+  return !(r instanceof Uint8Array) && !Array.isArray(r) && 'range' in r;
+}
+
+function replyBytes(r: Reply): number {
+  if (r instanceof Uint8Array) return r.length;
+  if (isFileReply(r)) return r.head.length + r.range.length + r.pad;
+  const parts = Array.isArray(r) ? r : r.parts;
+  return parts.reduce((n, b) => n + b.length, 0);
+}
 
 export interface ConnInfo {
   readonly id: number;
@@ -42,6 +67,8 @@ export interface ConnectionOptions {
   writeHighWater: number;
   /** Close a connection whose partial record sees no new byte for this long (slow-loris guard). */
   partialRecordTimeoutMs: number;
+  /** Send FileReply bodies with this addon's sendFile; without it they are read and written. */
+  io?: IoAddon;
 }
 
 let nextId = 1;
@@ -62,6 +89,17 @@ export class RpcConnection implements ConnInfo {
   private readonly pending = new Set<Promise<void>>();
   private partialTimer: NodeJS.Timeout | undefined;
   private readonly onClose: (c: RpcConnection) => void;
+  /** Socket writes not yet handed to the kernel (their callbacks are pending). */
+  private writing = 0;
+  /** A FileReply is being sent: later replies wait in `queue` so that records do not interleave. */
+  private fileBusy = false;
+  private readonly queue: Reply[] = [];
+  private queuedBytes = 0;
+  /** Runs once `writing` drops to 0 (a FileReply waiting for the socket to take what precedes it). */
+  private afterWrites: (() => void) | undefined;
+  private readonly sentWaiters: Array<() => void> = [];
+  /** Bytes sent with sendFile (observable in tests). */
+  sentFromFile = 0;
 
   constructor(
     socket: Socket,
@@ -86,7 +124,9 @@ export class RpcConnection implements ConnInfo {
     socket.on('close', () => this.finish());
     socket.on('end', () => {
       // Half-close from the client: answer what is in flight, then close.
-      void this.settled().then(() => socket.end());
+      void this.settled()
+        .then(() => this.sent())
+        .then(() => socket.end());
     });
   }
 
@@ -116,7 +156,10 @@ export class RpcConnection implements ConnInfo {
   }
 
   private blocked(): boolean {
-    return this.inflight >= this.opts.maxInflight || this.socket.writableLength > this.opts.writeHighWater;
+    return (
+      this.inflight >= this.opts.maxInflight ||
+      this.socket.writableLength + this.queuedBytes > this.opts.writeHighWater
+    );
   }
 
   /** Dispatch the complete records we may take now; pause or resume reading accordingly. */
@@ -170,34 +213,176 @@ export class RpcConnection implements ConnInfo {
   }
 
   send(reply: Reply): void {
-    if (!(reply instanceof Uint8Array) && !Array.isArray(reply)) {
-      this.sendPooled(reply);
+    if (this.closed || this.socket.destroyed) {
+      this.drop(reply);
       return;
     }
-    if (this.closed || this.socket.destroyed) return;
-    if (reply instanceof Uint8Array) {
-      this.socket.write(reply);
+    if (this.fileBusy) {
+      this.queue.push(reply);
+      this.queuedBytes += replyBytes(reply);
       return;
     }
-    this.socket.cork();
-    for (const b of reply) this.socket.write(b);
-    this.socket.uncork();
+    this.put(reply);
   }
 
-  private sendPooled(reply: PooledReply): void {
-    if (this.closed || this.socket.destroyed || reply.parts.length === 0) {
-      reply.release();
+  /** Write one reply now (no FileReply in progress). */
+  private put(reply: Reply): void {
+    if (isFileReply(reply)) {
+      this.fileBusy = true;
+      this.sendFile(reply);
       return;
     }
-    this.socket.cork();
-    const last = reply.parts.length - 1;
-    // Node calls a write's callback once its data is handed to the kernel, or with an error
-    // when the socket fails or is destroyed first: either way the buffers are free after it.
-    reply.parts.forEach((b, i) => {
-      if (i === last) this.socket.write(b, () => reply.release());
+    const parts = reply instanceof Uint8Array ? [reply] : Array.isArray(reply) ? reply : reply.parts;
+    const release = reply instanceof Uint8Array || Array.isArray(reply) ? undefined : () => reply.release();
+    this.writeParts(parts, release);
+  }
+
+  /**
+   * Write buffers as one record. Node calls a write's callback once its data is handed to the
+   * kernel, or with an error when the socket fails or is destroyed first: either way the buffers
+   * are free after it.
+   */
+  private writeParts(parts: readonly Uint8Array[], release?: () => void): void {
+    if (parts.length === 0) {
+      release?.();
+      return;
+    }
+    this.writing++;
+    if (parts.length > 1) this.socket.cork();
+    const last = parts.length - 1;
+    parts.forEach((b, i) => {
+      if (i === last) this.socket.write(b, () => this.written(release));
       else this.socket.write(b);
     });
-    this.socket.uncork();
+    if (parts.length > 1) this.socket.uncork();
+  }
+
+  private written(release: (() => void) | undefined): void {
+    release?.();
+    this.writing--;
+    if (this.writing === 0 && this.afterWrites !== undefined) {
+      const next = this.afterWrites;
+      this.afterWrites = undefined;
+      next();
+    }
+  }
+
+  /** Send a FileReply: with sendfile(2) once everything before it is in the kernel. */
+  private sendFile(r: FileReply): void {
+    if (this.closed || this.socket.destroyed) {
+      r.range.release();
+      this.fileDone();
+      return;
+    }
+    if (this.writing > 0) {
+      this.afterWrites = () => this.sendFile(r);
+      return;
+    }
+    const io = this.opts.io;
+    const fd = socketFd(this.socket);
+    if (io === undefined || fd === undefined) {
+      this.sendRest(r, 0);
+      return;
+    }
+    try {
+      io.sendFile(fd, r.head, r.range.fd, r.range.offset, r.range.length, r.pad, (errno, sent, eof) => {
+        this.sentFromFile += Math.max(0, Math.min(sent - r.head.length, r.range.length));
+        if (errno !== 0 || eof) {
+          r.range.release();
+          if (!this.closed) {
+            this.log.info('nfs: closing connection: sending a READ reply from the cache file failed', {
+              error: eof ? 'the cache file ended early (truncated during the read)' : `errno ${errno}`,
+            });
+            this.close();
+          }
+          this.fileDone();
+          return;
+        }
+        this.sendRest(r, sent);
+      });
+    } catch (e) {
+      this.log.debug('nfs: sendfile unavailable for this reply; writing it', {
+        error: e instanceof Error ? e : String(e),
+      });
+      this.sendRest(r, 0);
+    }
+  }
+
+  /** Write what sendfile did not send (the socket was full, or no sendfile), then go on. */
+  private sendRest(r: FileReply, sent: number): void {
+    const { head, range, pad } = r;
+    const total = head.length + range.length + pad;
+    if (sent >= total || this.closed || this.socket.destroyed) {
+      range.release();
+      this.fileDone();
+      return;
+    }
+    const dataFrom = Math.max(0, sent - head.length);
+    const dataLen = Math.max(0, range.length - dataFrom);
+    const headRest = sent < head.length ? head.subarray(sent) : undefined;
+    const padRest = pad - Math.max(0, sent - head.length - range.length);
+    const finish = (data: Uint8Array | undefined): void => {
+      range.release();
+      if (this.closed || this.socket.destroyed) {
+        this.fileDone();
+        return;
+      }
+      const parts: Uint8Array[] = [];
+      if (headRest) parts.push(headRest);
+      if (data) parts.push(data);
+      if (padRest > 0) parts.push(new Uint8Array(padRest));
+      this.writeParts(parts);
+      this.fileDone();
+    };
+    if (dataLen === 0) {
+      finish(undefined);
+      return;
+    }
+    const buf = Buffer.allocUnsafe(dataLen);
+    const readAt = (got: number): void => {
+      fsRead(range.fd, buf, got, dataLen - got, range.offset + dataFrom + got, (err, n) => {
+        if (err || n === 0) {
+          range.release();
+          if (!this.closed) {
+            this.log.info('nfs: closing connection: reading a READ reply from the cache file failed', {
+              error: err ? err.message : 'the cache file ended early (truncated during the read)',
+            });
+            this.close();
+          }
+          this.fileDone();
+          return;
+        }
+        if (got + n < dataLen) readAt(got + n);
+        else finish(buf);
+      });
+    };
+    readAt(0);
+  }
+
+  /** The FileReply in progress is done: write what waited behind it, up to the next FileReply. */
+  private fileDone(): void {
+    this.fileBusy = false;
+    while (!this.fileBusy && this.queue.length > 0) {
+      const next = this.queue.shift() as Reply;
+      this.queuedBytes -= replyBytes(next);
+      if (this.closed || this.socket.destroyed) this.drop(next);
+      else this.put(next);
+    }
+    if (!this.fileBusy) for (const w of this.sentWaiters.splice(0)) w();
+    this.pump();
+  }
+
+  /** Give back what a reply that will not be sent holds. */
+  private drop(reply: Reply): void {
+    if (reply instanceof Uint8Array || Array.isArray(reply)) return;
+    if (isFileReply(reply)) reply.range.release();
+    else reply.release();
+  }
+
+  /** Resolves when no reply waits behind a FileReply (all were handed to the socket). */
+  private sent(): Promise<void> {
+    if (!this.fileBusy && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.sentWaiters.push(resolve));
   }
 
   /** Resolves when every call in flight has been answered. */
@@ -216,6 +401,9 @@ export class RpcConnection implements ConnInfo {
   private finish(): void {
     if (this.partialTimer !== undefined) clearTimeout(this.partialTimer);
     this.closed = true;
+    for (const r of this.queue.splice(0)) this.drop(r);
+    this.queuedBytes = 0;
+    for (const w of this.sentWaiters.splice(0)) w();
     this.onClose(this);
   }
 }

@@ -31,6 +31,7 @@ import {
   X_OK,
   type Attr,
   type DirEntry,
+  type FileRange,
   type Ino,
 } from '../../core/types.js';
 import {
@@ -57,6 +58,8 @@ import type { Reply } from './connection.js';
 
 /** READ buffers kept for reuse (MAX_IO each): a fresh 1 MiB buffer per READ made V8 collect often. */
 const READ_POOL = 16;
+/** Smaller READs are copied: a thread-pool round trip for sendfile costs more than the copy. */
+const FILE_REPLY_MIN = 32 * 1024;
 
 const NFS_ATTR_BYTES = 84;
 const POST_OP_BYTES = 4 + NFS_ATTR_BYTES;
@@ -132,15 +135,21 @@ export class Nfs3Program {
   private readonly decoder = strictNames(new Nfsv3Decoder());
   private readonly core: NfsCore;
   private readonly zeroCopyRead: boolean;
+  /**
+   * READs of at least FILE_REPLY_MIN bytes that are all in the data cache are answered with a
+   * FileReply (the connection sends the cache file's range with sendfile).
+   */
+  private readonly fileReplies: boolean;
   private readonly readBufs: Buffer[] = [];
 
   /**
    * @param zeroCopyRead write READ data to the socket as its own buffer instead of copying it into
    *   the reply (measurably faster); off only in tests of the copying path.
    */
-  constructor(core: NfsCore, opts: { zeroCopyRead?: boolean } = {}) {
+  constructor(core: NfsCore, opts: { zeroCopyRead?: boolean; fileReplies?: boolean } = {}) {
     this.core = core;
     this.zeroCopyRead = opts.zeroCopyRead ?? true;
+    this.fileReplies = this.zeroCopyRead && (opts.fileReplies ?? false);
   }
 
   /** Decode the arguments of `proc` (1..21); undefined on bad XDR (→ GARBAGE_ARGS). */
@@ -390,6 +399,7 @@ export class Nfs3Program {
       const count = Math.min(req.count >>> 0, MAX_IO);
       const size = t.attr.size;
       let data: Uint8Array = new Uint8Array(0);
+      let range: FileRange | undefined;
       let eof: boolean;
       // Zero-copy replies read into a pooled buffer that goes back once the socket has it.
       let buf: Buffer | undefined;
@@ -405,12 +415,37 @@ export class Nfs3Program {
           const lease = await this.core.openFiles.acquire(t.exp.vfs, t.exp.exportId, t.ino, 'r', t.cred);
           try {
             if (this.zeroCopyRead) buf = this.readBufs.pop() ?? Buffer.allocUnsafeSlow(MAX_IO);
-            data = await t.exp.vfs.read(lease.fh, offset, Math.min(count, size - offset), buf);
+            const want = Math.min(count, size - offset);
+            const vfs = t.exp.vfs;
+            if (this.fileReplies && want >= FILE_REPLY_MIN && vfs.readLocal) {
+              const got = await vfs.readLocal(lease.fh, offset, want, buf);
+              if (got instanceof Uint8Array) data = got;
+              else range = got;
+            } else {
+              data = await vfs.read(lease.fh, offset, want, buf);
+            }
           } finally {
             lease.release();
           }
           if (data.length > count) data = data.subarray(0, count);
-          eof = offset + data.length >= size;
+          eof = offset + (range?.length ?? data.length) >= size;
+        }
+        if (range !== undefined) {
+          // The range is the connection's to release from here on.
+          const res = new m.Nfsv3ReadResponse(
+            Nfs3Stat.OK,
+            new m.Nfsv3ReadResOk(postOp(t.attr, t.exp.fsid), range.length, eof, EMPTY),
+          );
+          try {
+            return {
+              head: w.readReplyHead(xid, NfsProc.READ, res, range.length),
+              range,
+              pad: xdrPad(range.length).length,
+            };
+          } catch (e) {
+            range.release();
+            throw e;
+          }
         }
         const res = new m.Nfsv3ReadResponse(
           Nfs3Stat.OK,

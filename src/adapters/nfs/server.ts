@@ -31,6 +31,7 @@ import { DuplicateRequestCache } from './drc.js';
 import { MountProgram } from './mount.js';
 import { Nfs3Program } from './nfs3.js';
 import { PortmapProgram, serviceMappings } from './portmap.js';
+import { ioAddon, type IoAddon } from './sendfile.js';
 import { decodeRecord, parseAuthSys, type RpcCall } from './rpc.js';
 import type { Cred } from '../../core/types.js';
 
@@ -56,6 +57,13 @@ export interface NfsServerOptions {
   maxConnections?: number;
   /** Zero-copy READ replies (default true). */
   zeroCopyRead?: boolean;
+  /**
+   * READ replies of cached data sent from the cache file with sendfile(2) (default: when the
+   * bucketgate_io addon is built and zeroCopyRead is on).
+   */
+  sendFile?: boolean;
+  /** The sendfile implementation (tests wrap the addon's to watch it); default the addon. */
+  io?: IoAddon;
   /** Close a connection whose incomplete record gets no byte for this long (default 60 s). */
   partialRecordTimeoutMs?: number;
   /** Called after every NFS/MOUNT call (metrics): program, procedure name, seconds, failed. */
@@ -94,6 +102,8 @@ export class NfsServer {
   private readonly opts: NfsServerOptions;
   private readonly log: Logger;
   private readonly core: NfsCore;
+  private readonly io: IoAddon | undefined;
+  private sentFromFileDone = 0;
   private readonly nfs: Nfs3Program;
   private readonly mount: MountProgram;
   private readonly portmap: PortmapProgram;
@@ -111,7 +121,9 @@ export class NfsServer {
     this.opts = opts;
     this.log = opts.logger ?? getLogger({ component: 'nfs' });
     this.core = new NfsCore(opts.exports, this.log, opts.handleIdleMs);
-    this.nfs = new Nfs3Program(this.core, { zeroCopyRead: opts.zeroCopyRead ?? true });
+    const zeroCopyRead = opts.zeroCopyRead ?? true;
+    this.io = zeroCopyRead && (opts.sendFile ?? true) ? (opts.io ?? ioAddon()) : undefined;
+    this.nfs = new Nfs3Program(this.core, { zeroCopyRead, fileReplies: this.io !== undefined });
     this.mount = new MountProgram(this.core);
     this.portmap = new PortmapProgram(() => serviceMappings(this.nfsPort, this.pmPort));
   }
@@ -142,6 +154,13 @@ export class NfsServer {
   }
 
   /** Stop listening, close connections, wait for calls in flight, release cached VFS handles. */
+  /** READ data bytes sent from cache files with sendfile(2) since the start. */
+  get sentFromFile(): number {
+    let n = this.sentFromFileDone;
+    for (const c of this.conns) n += c.sentFromFile;
+    return n;
+  }
+
   async stop(): Promise<void> {
     const servers = [this.server, this.pmServer].filter((s): s is Server => s !== undefined);
     this.server = undefined;
@@ -172,9 +191,12 @@ export class NfsServer {
           maxInflight: this.opts.maxInflight ?? 32,
           writeHighWater: WRITE_HIGH_WATER,
           partialRecordTimeoutMs: this.opts.partialRecordTimeoutMs ?? 60_000,
+          ...(this.io ? { io: this.io } : {}),
         },
         this.log,
-        (c) => this.conns.delete(c),
+        (c) => {
+          if (this.conns.delete(c)) this.sentFromFileDone += c.sentFromFile;
+        },
       );
       this.conns.add(conn);
     });
