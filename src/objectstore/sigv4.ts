@@ -40,9 +40,21 @@ const UNSIGNABLE = new Set([
   'x-amzn-trace-id',
 ]);
 
+/** The last second formatted (a cold `ls -l` signs thousands of requests per second). */
+let lastSecond = -1;
+let lastStamp = '';
+
 function amzDate(d: Date): string {
   // 2026-12-07T11:15:00.123Z -> 20261207T111500Z
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const second = Math.floor(d.getTime() / 1000);
+  if (second !== lastSecond) {
+    lastStamp = d
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '');
+    lastSecond = second;
+  }
+  return lastStamp;
 }
 
 export class SigV4 {
@@ -70,7 +82,8 @@ export class SigV4 {
     const stamp = amzDate(date);
     const day = stamp.slice(0, 8);
     const out: Record<string, string> = { ...headers, 'x-amz-date': stamp };
-    if (id.sessionToken !== undefined && id.sessionToken !== '') out['x-amz-security-token'] = id.sessionToken;
+    if (id.sessionToken !== undefined && id.sessionToken !== '')
+      out['x-amz-security-token'] = id.sessionToken;
     const names = Object.keys(out)
       .filter((n) => !UNSIGNABLE.has(n))
       .sort();
@@ -81,7 +94,9 @@ export class SigV4 {
     const canonical = `${method}\n${path}\n\n${canonicalHeaders}\n${signed}\n${payload}`;
     const scope = `${day}/${this.region}/${this.service}/aws4_request`;
     const toSign = `AWS4-HMAC-SHA256\n${stamp}\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
-    const signature = createHmac('sha256', this.signingKey(id.secretAccessKey, day)).update(toSign).digest('hex');
+    const signature = createHmac('sha256', this.signingKey(id.secretAccessKey, day))
+      .update(toSign)
+      .digest('hex');
     out.authorization = `AWS4-HMAC-SHA256 Credential=${id.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`;
     return out;
   }
@@ -90,7 +105,8 @@ export class SigV4 {
     const k = this.keyFor;
     if (k !== undefined && k.secret === secret && k.day === day) return k.key;
     let key = createHmac('sha256', `AWS4${secret}`).update(day).digest();
-    for (const part of [this.region, this.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    for (const part of [this.region, this.service, 'aws4_request'])
+      key = createHmac('sha256', key).update(part).digest();
     this.keyFor = { secret, day, key };
     return key;
   }
