@@ -47,6 +47,9 @@ const BUSY_WINDOW_MS = 250;
 const BUSY_CHANGES = 25;
 /** schedule() of an unchanged inode this soon after the previous one changes nothing. */
 const RESCHEDULE_SLACK_MS = 50;
+/** How often change counts of deleted or clean inodes are dropped. */
+const CHANGE_PRUNE_MS = 30_000;
+const CHANGE_PRUNE_BATCH = 4096;
 /** Default of UploaderOptions.busyDeferMs. */
 export const BUSY_DEFER_MS = 5000;
 
@@ -69,7 +72,14 @@ export class Uploader {
   private readonly inflight = new Map<Ino, Running>();
   /** Inodes a namespace change is working on: no upload of them starts (see hold()). */
   private readonly held = new Map<Ino, number>();
+  /**
+   * Changes per inode since it was last clean (an upload compares the count at its start and end).
+   * Entries go when the inode is uploaded clean, and for inodes deleted before their upload at the
+   * next prunes (every CHANGE_PRUNE_MS, a batch at a time), so the map holds only inodes that are
+   * not clean.
+   */
   private readonly changeSeq = new Map<Ino, number>();
+  private lastChangePrune = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private paused = 0;
   private stopped = false;
@@ -106,6 +116,7 @@ export class Uploader {
     }
     this.timer = setInterval(() => {
       this.pruneScheduled();
+      this.pruneChanges();
       this.pump();
     }, this.opts.pollMs ?? 200);
     this.timer.unref();
@@ -312,6 +323,24 @@ export class Uploader {
     for (const [ino, s] of this.lastScheduled) if (s.at < old) this.lastScheduled.delete(ino);
   }
 
+  /** Drop change counts of inodes that are gone or clean and not being uploaded. */
+  private pruneChanges(): void {
+    const now = Date.now();
+    if (now - this.lastChangePrune < CHANGE_PRUNE_MS) return;
+    this.lastChangePrune = now;
+    // A bounded batch per prune; the inodes kept go to the back, so the next batch sees others.
+    let budget = Math.min(this.changeSeq.size, CHANGE_PRUNE_BATCH);
+    for (const [ino, seq] of this.changeSeq) {
+      if (budget-- <= 0) break;
+      this.changeSeq.delete(ino);
+      if (this.inflight.has(ino)) this.changeSeq.set(ino, seq);
+      else {
+        const n = this.meta.getNode(ino);
+        if (n !== undefined && n.state !== 'clean') this.changeSeq.set(ino, seq);
+      }
+    }
+  }
+
   private startOne(ino: Ino): Running {
     this.lastScheduled.delete(ino);
     const abort = new AbortController();
@@ -360,6 +389,7 @@ export class Uploader {
     if (!node || (!loc && ino !== 1)) {
       // Deleted (or unlinked) since it was queued: nothing to upload.
       this.meta.removeUpload(ino);
+      if (!node) this.changeSeq.delete(ino);
       return;
     }
     const seqAtStart = this.changeSeq.get(ino) ?? 0;
@@ -439,8 +469,10 @@ export class Uploader {
         ...(node.type === 'dir' ? { hasMarker: true } : {}),
         ...(isClean ? { state: 'clean' as const } : {}),
       });
-      if (isClean) this.meta.removeUpload(ino);
-      else this.meta.enqueueUpload(ino, Date.now() + (this.isOpenForWrite(ino) ? this.opts.delayMs : 0));
+      if (isClean) {
+        this.meta.removeUpload(ino);
+        this.changeSeq.delete(ino);
+      } else this.meta.enqueueUpload(ino, Date.now() + (this.isOpenForWrite(ino) ? this.opts.delayMs : 0));
       return isClean;
     });
     if (oldKey !== null && oldKey !== key && oldKey !== result.remoteKey) {

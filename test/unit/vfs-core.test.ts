@@ -318,6 +318,29 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(t.mem.read('once')?.toString()).toBe('v2');
   });
 
+  it('change counts are forgotten once a file is uploaded clean or deleted (no growth)', async () => {
+    const t = await mk({ uploadDelayMs: 60_000 });
+    const up = (
+      t.vfs as unknown as {
+        uploader: { changeSeq: Map<number, number>; lastChangePrune: number; pruneChanges(): void };
+      }
+    ).uploader;
+    const a = await writeFile(t.vfs, ROOT_INO, 'kept', 'a');
+    const b = await writeFile(t.vfs, ROOT_INO, 'gone', 'b');
+    await writeFile(t.vfs, ROOT_INO, 'dirty', 'c');
+    expect(up.changeSeq.has(a) && up.changeSeq.has(b)).toBe(true);
+    await t.vfs.unlink(R, ROOT_INO, 'gone');
+    await t.vfs.flushAll(5000); // uploads 'kept' and 'dirty'
+    expect(up.changeSeq.has(a)).toBe(false);
+    expect(up.changeSeq.has(b)).toBe(true); // deleted before its upload: left for the prune
+    const fh = await t.vfs.open(R, a, O_WRONLY); // changed again, not closed: must stay
+    await t.vfs.write(fh, 0, Buffer.from('A'));
+    up.lastChangePrune = 0;
+    up.pruneChanges();
+    expect([...up.changeSeq.keys()]).toEqual([a]);
+    await t.vfs.release(fh);
+  });
+
   it('unlink of a file that was never uploaded leaves nothing in the bucket', async () => {
     const t = await mk({ uploadDelayMs: 60_000 });
     await writeFile(t.vfs, ROOT_INO, 'tmp', 'x');
