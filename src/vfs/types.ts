@@ -48,7 +48,11 @@ export interface Vfs {
    * otherwise the bytes are read as read() does. Same checks, read-ahead and errors as read().
    */
   readLocal?(fh: Fh, offset: number, length: number, scratch?: Buffer): Promise<Buffer | FileRange>;
-  /** Write at offset (or at the end when the handle was opened with O_APPEND). Returns bytes written. */
+  /**
+   * Write at offset (or at the end when the handle was opened with O_APPEND). Returns bytes written.
+   * `data` may be a view of the adapter's receive buffer, reused once the promise settles: an
+   * implementation copies what it keeps.
+   */
   write(fh: Fh, offset: number, data: Buffer): Promise<number>;
   /** close(2) of one descriptor of the handle (may be called several times per handle). */
   flush(fh: Fh): Promise<void>;

@@ -232,6 +232,44 @@ describe('defect 3: RmRecordDecoder.readRecord() returns undefined after a non-f
     }
   });
 
+  it('random records and fragments split at random points come out whole, in order', () => {
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const payloads: Uint8Array[] = [];
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 60; i++) {
+      const size = rnd(4) === 0 ? rnd(3 * 65536) : rnd(300);
+      const p = new Uint8Array(size).map(() => rnd(256));
+      payloads.push(p);
+      const cuts = rnd(3) === 0 ? [Math.floor(size / 3), size - Math.floor(size / 3)] : [size];
+      parts.push(fragments(p, cuts));
+    }
+    const stream = Buffer.concat(parts);
+    const d = new RecordDecoder({ maxRecord: 1024 * 1024 });
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < stream.length;) {
+      const n = 1 + rnd(rnd(2) === 0 ? 70_000 : 50);
+      d.push(stream.subarray(i, i + n));
+      i += n;
+      for (let r = d.next(); r !== undefined; r = d.next()) out.push(r);
+    }
+    expect(out).toHaveLength(payloads.length);
+    out.forEach((r, i) => expect(Buffer.from(r).equals(Buffer.from(payloads[i]!))).toBe(true));
+    expect(d.buffered()).toBe(0);
+  });
+
+  it('a record inside one received chunk is a view of it (no copy)', () => {
+    const chunk = fragments(new Uint8Array([9, 8, 7, 6, 5]), [5]);
+    const d = new RecordDecoder({ maxRecord: 1024 });
+    d.push(chunk);
+    const r = d.next()!;
+    expect(r.buffer).toBe(chunk.buffer);
+    expect(Array.from(r)).toEqual([9, 8, 7, 6, 5]);
+  });
+
   it('records are bounded: a Reader over one cannot read the next record', () => {
     const d = new RecordDecoder({ maxRecord: 1024 });
     d.push(

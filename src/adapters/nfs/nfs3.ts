@@ -499,8 +499,8 @@ export class Nfs3Program {
       ) {
         throw new NfsStatusError(Nfs3Stat.INVAL, 'bad stable_how');
       }
-      // The data is a view into the connection's receive buffer: the VFS gets its own copy.
-      const data = Buffer.from(req.data.subarray(0, count));
+      // A view of the record (which is never reused, see record.ts): vfs.write does not keep it.
+      const data = Buffer.from(req.data.buffer, req.data.byteOffset, count);
       const lease = await this.core.openFiles.acquire(t.exp.vfs, t.exp.exportId, t.ino, 'w', t.cred);
       let n: number;
       try {
