@@ -430,8 +430,61 @@ describe('READ replies sent from a file with sendfile(2)', () => {
     });
     expect((await Promise.all(attrs)).every((a) => a.status === 0)).toBe(true);
     expect(calls.partial - before.partial).toBeGreaterThan(0);
+    // After a full socket, a 64 KiB slice goes through the event loop and sendfile resumes:
+    // most of the data is still sent from the file.
+    const sentBytes = got.reduce((n, r) => n + r.resok!.data.length, 0);
+    for (let i = 0; i < 50 && calls.bytes - before.bytes < sentBytes / 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(calls.bytes - before.bytes).toBeGreaterThan(sentBytes / 2);
     await new Promise((r) => setTimeout(r, 50));
     expect(vfs.lent.released).toBe(vfs.lent.lent);
+  });
+
+  it('after a full socket a slice is written and sendfile resumes (most bytes still sent from the file)', async () => {
+    // The addon is made to stop after 256 KiB per call, as it does when the socket is full.
+    const capped = { bytes: 0, calls: 0 };
+    const srv = await startNfs([testExport('share', vfs)], {
+      io: {
+        sendFile(sock, head, fd, offset, length, tail, cb) {
+          capped.calls++;
+          const cut = length > 256 * 1024;
+          io!.sendFile(
+            sock,
+            head,
+            fd,
+            offset,
+            cut ? 256 * 1024 : length,
+            cut ? 0 : tail,
+            (errno, sent, eof) => {
+              capped.bytes += Math.max(0, sent - head.length);
+              cb(errno, sent, eof);
+            },
+          );
+        },
+      },
+    });
+    try {
+      const cl = await srv.client();
+      const root = (await cl.mnt('/share')).fh!;
+      const l = await cl.nfs<m.Nfsv3LookupResponse>(
+        NfsProc.LOOKUP,
+        new m.Nfsv3LookupRequest(dirop(root, 'big.bin')),
+      );
+      const h = l.resok!.object.data;
+      for (let off = 0; off < 4 * MiB; off += MiB) {
+        const r = await cl.nfs<m.Nfsv3ReadResponse>(
+          NfsProc.READ,
+          new m.Nfsv3ReadRequest(fh(h), BigInt(off), MiB),
+        );
+        expect(Buffer.from(r.resok!.data).equals(all.subarray(off, off + MiB))).toBe(true);
+      }
+      for (let i = 0; i < 50 && capped.bytes < 3 * MiB; i++) await new Promise((r) => setTimeout(r, 10));
+      // Per 1 MiB: 256 KiB by sendfile, a 64 KiB slice written, and so on: 4 of every 5 bytes.
+      expect(capped.calls).toBeGreaterThanOrEqual(16);
+      expect(capped.bytes).toBeGreaterThan(3 * MiB);
+    } finally {
+      await srv.stop();
+    }
   });
 
   it('a file cut short while its range is sent closes the connection; the server goes on', async () => {

@@ -38,6 +38,10 @@ export interface FileReply {
 
 export type Reply = Uint8Array | Uint8Array[] | PooledReply | FileReply;
 
+/** Bytes of a FileReply written through the event loop when the socket is full, before sendfile resumes. */
+const SLICE = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
 function isFileReply(r: Reply): r is FileReply {
   return !(r instanceof Uint8Array) && !Array.isArray(r) && 'range' in r;
 }
@@ -269,47 +273,20 @@ export class RpcConnection implements ConnInfo {
 
   /** Send a FileReply: with sendfile(2) once everything before it is in the kernel. */
   private sendFile(r: FileReply): void {
-    if (this.closed || this.socket.destroyed) {
-      r.range.release();
-      this.fileDone();
-      return;
-    }
-    if (this.writing > 0) {
+    if (this.writing > 0 && !this.closed && !this.socket.destroyed) {
       this.afterWrites = () => this.sendFile(r);
       return;
     }
-    const io = this.opts.io;
-    const fd = socketFd(this.socket);
-    if (io === undefined || fd === undefined) {
-      this.sendRest(r, 0);
-      return;
-    }
-    try {
-      io.sendFile(fd, r.head, r.range.fd, r.range.offset, r.range.length, r.pad, (errno, sent, eof) => {
-        this.sentFromFile += Math.max(0, Math.min(sent - r.head.length, r.range.length));
-        if (errno !== 0 || eof) {
-          r.range.release();
-          if (!this.closed) {
-            this.log.info('nfs: closing connection: sending a READ reply from the cache file failed', {
-              error: eof ? 'the cache file ended early (truncated during the read)' : `errno ${errno}`,
-            });
-            this.close();
-          }
-          this.fileDone();
-          return;
-        }
-        this.sendRest(r, sent);
-      });
-    } catch (e) {
-      this.log.debug('nfs: sendfile unavailable for this reply; writing it', {
-        error: e instanceof Error ? e : String(e),
-      });
-      this.sendRest(r, 0);
-    }
+    this.continueFile(r, 0);
   }
 
-  /** Write what sendfile did not send (the socket was full, or no sendfile), then go on. */
-  private sendRest(r: FileReply, sent: number): void {
+  /**
+   * Send the FileReply from byte `sent` of its record on: sendfile what the socket takes now;
+   * when it is full, one slice goes through the event loop's write (which waits for room), and
+   * sendfile resumes once the kernel has taken that slice. Without sendfile the rest is read and
+   * written in one piece.
+   */
+  private continueFile(r: FileReply, sent: number): void {
     const { head, range, pad } = r;
     const total = head.length + range.length + pad;
     if (sent >= total || this.closed || this.socket.destroyed) {
@@ -317,46 +294,85 @@ export class RpcConnection implements ConnInfo {
       this.fileDone();
       return;
     }
-    const dataFrom = Math.max(0, sent - head.length);
-    const dataLen = Math.max(0, range.length - dataFrom);
-    const headRest = sent < head.length ? head.subarray(sent) : undefined;
-    const padRest = pad - Math.max(0, sent - head.length - range.length);
-    const finish = (data: Uint8Array | undefined): void => {
-      range.release();
-      if (this.closed || this.socket.destroyed) {
-        this.fileDone();
-        return;
-      }
-      const parts: Uint8Array[] = [];
-      if (headRest) parts.push(headRest);
-      if (data) parts.push(data);
-      if (padRest > 0) parts.push(new Uint8Array(padRest));
-      this.writeParts(parts);
-      this.fileDone();
-    };
-    if (dataLen === 0) {
-      finish(undefined);
+    const io = this.opts.io;
+    const fd = socketFd(this.socket);
+    if (io === undefined || fd === undefined) {
+      this.writeSlice(r, sent, total - sent);
       return;
     }
-    const buf = Buffer.allocUnsafe(dataLen);
-    const readAt = (got: number): void => {
-      fsRead(range.fd, buf, got, dataLen - got, range.offset + dataFrom + got, (err, n) => {
-        if (err || n === 0) {
-          range.release();
-          if (!this.closed) {
-            this.log.info('nfs: closing connection: reading a READ reply from the cache file failed', {
-              error: err ? err.message : 'the cache file ended early (truncated during the read)',
-            });
-            this.close();
+    const dataFrom = Math.max(0, sent - head.length);
+    const headRest = sent < head.length ? head.subarray(sent) : EMPTY;
+    const padRest = Math.min(pad, total - sent);
+    try {
+      io.sendFile(
+        fd,
+        headRest,
+        range.fd,
+        range.offset + dataFrom,
+        range.length - dataFrom,
+        padRest,
+        (errno, n, eof) => {
+          this.sentFromFile += Math.max(0, Math.min(sent + n - head.length, range.length) - dataFrom);
+          if (errno !== 0 || eof) {
+            this.fileFailed(
+              r,
+              eof ? 'the cache file ended early (truncated during the read)' : `errno ${errno}`,
+            );
+            return;
           }
-          this.fileDone();
+          if (sent + n >= total) this.continueFile(r, total);
+          else this.writeSlice(r, sent + n, SLICE);
+        },
+      );
+    } catch (e) {
+      this.log.debug('nfs: sendfile unavailable for this reply; writing it', {
+        error: e instanceof Error ? e : String(e),
+      });
+      this.writeSlice(r, sent, total - sent);
+    }
+  }
+
+  /** Write up to `max` bytes of the record from `sent` on through the socket, then continue. */
+  private writeSlice(r: FileReply, sent: number, max: number): void {
+    const { head, range } = r;
+    const total = head.length + range.length + r.pad;
+    const resume = (n: number) => (): void => this.continueFile(r, sent + n);
+    if (sent < head.length) {
+      const part = head.subarray(sent, sent + Math.min(max, head.length - sent));
+      this.writeParts([part], resume(part.length));
+      return;
+    }
+    const dataFrom = sent - head.length;
+    if (dataFrom >= range.length) {
+      this.writeParts([new Uint8Array(total - sent)], resume(total - sent));
+      return;
+    }
+    const len = Math.min(max, range.length - dataFrom);
+    const buf = Buffer.allocUnsafe(len);
+    const readAt = (got: number): void => {
+      fsRead(range.fd, buf, got, len - got, range.offset + dataFrom + got, (err, n) => {
+        if (err || n === 0) {
+          this.fileFailed(r, err ? err.message : 'the cache file ended early (truncated during the read)');
           return;
         }
-        if (got + n < dataLen) readAt(got + n);
-        else finish(buf);
+        if (got + n < len) readAt(got + n);
+        else if (this.closed || this.socket.destroyed) this.continueFile(r, total);
+        else this.writeParts([buf], resume(len));
       });
     };
     readAt(0);
+  }
+
+  /** A FileReply cannot be completed: the record is cut, so the connection must go. */
+  private fileFailed(r: FileReply, why: string): void {
+    r.range.release();
+    if (!this.closed) {
+      this.log.info('nfs: closing connection: sending a READ reply from the cache file failed', {
+        error: why,
+      });
+      this.close();
+    }
+    this.fileDone();
   }
 
   /** The FileReply in progress is done: write what waited behind it, up to the next FileReply. */
