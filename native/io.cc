@@ -46,18 +46,7 @@ class SendFileWork : public Napi::AsyncWorker {
 
   void Execute() override {
     // Head, with MSG_MORE so that it leaves in the same segment as the first data bytes.
-    size_t h = 0;
-    while (h < head_.size()) {
-      const int more = (length_ > 0 || tail_ > 0) ? MSG_MORE : 0;
-      const ssize_t n = send(sock_, head_.data() + h, head_.size() - h, MSG_NOSIGNAL | MSG_DONTWAIT | more);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) err_ = errno;
-        return;
-      }
-      h += static_cast<size_t>(n);
-      sent_ += n;
-    }
+    if (!SendAll(head_.data(), head_.size(), (length_ > 0 || tail_ > 0) ? MSG_MORE : 0)) return;
     off_t off = static_cast<off_t>(offset_);
     int64_t left = length_;
     while (left > 0) {
@@ -76,17 +65,23 @@ class SendFileWork : public Napi::AsyncWorker {
       sent_ += n;
     }
     static const uint8_t zeros[4] = {0, 0, 0, 0};
-    uint32_t t = 0;
-    while (t < tail_) {
-      const ssize_t n = send(sock_, zeros + t, tail_ - t, MSG_NOSIGNAL | MSG_DONTWAIT);
+    SendAll(zeros, tail_, 0);
+  }
+
+  /** send() all of buf without waiting; false when the socket is full (EAGAIN) or failed. */
+  bool SendAll(const uint8_t* buf, size_t len, int flags) {
+    size_t done = 0;
+    while (done < len) {
+      const ssize_t n = send(sock_, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) err_ = errno;
-        return;
+        return false;
       }
-      t += static_cast<uint32_t>(n);
+      done += static_cast<size_t>(n);
       sent_ += n;
     }
+    return true;
   }
 
   void OnOK() override {

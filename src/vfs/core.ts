@@ -526,7 +526,7 @@ export class CoreVfs implements Vfs {
 
   async readdir(cred: Cred, ino: Ino, cookie: bigint, limit: number): Promise<ReaddirResult> {
     const d = await this.dir(cred, ino, 'readdir', R_OK);
-    await this.tree.ensureListed(d);
+    await this.tree.ensureListed(d, { prefetch: true });
     const rows = this.meta.children(ino, cookie, limit + 1);
     const page = rows.slice(0, limit);
     // Metadata of entries seen only in a listing is loaded in parallel (bounded) for this page,

@@ -63,7 +63,14 @@ interface MergeCtx {
   conflicts: Conflict[];
   drops: Ino[];
   inval: InvalidateEvent[];
+  /** Files added by the page being applied whose metadata is to be loaded right away. */
+  prefetch: NodeRow[];
+  /** How many more added files may be prefetched (0: none). */
+  prefetchLeft: number;
 }
+
+/** Files of a first listing whose metadata a readdir loads while the rest is still being listed. */
+const LISTING_PREFETCH = 2000;
 
 /** What the tree needs from the rest of the VFS. */
 export interface TreeHooks {
@@ -126,11 +133,11 @@ export class RemoteTree {
    * than the TTL is refreshed (diffed against the local view) on access; concurrent callers share
    * one listing.
    */
-  async ensureListed(dir: NodeRow): Promise<void> {
+  async ensureListed(dir: NodeRow, opts: { prefetch?: boolean } = {}): Promise<void> {
     const st = this.meta.getDirState(dir.ino);
     if (st?.complete && (this.hooks.ttlMs <= 0 || Date.now() - st.listedAtMs < this.hooks.ttlMs)) return;
     try {
-      await this.listDir(dir.ino);
+      await this.listDir(dir.ino, opts.prefetch === true);
     } catch (e) {
       if (!st?.complete) throw e;
       // The backend is unreachable but the directory is known: serve the cached listing (stale
@@ -144,10 +151,10 @@ export class RemoteTree {
   }
 
   /** List (or re-list) one directory and apply the differences. Deduplicated per directory. */
-  listDir(ino: Ino): Promise<DiffSummary> {
+  listDir(ino: Ino, prefetch = false): Promise<DiffSummary> {
     let p = this.listings.get(ino);
     if (!p) {
-      p = this.list(ino).finally(() => this.listings.delete(ino));
+      p = this.list(ino, prefetch).finally(() => this.listings.delete(ino));
       this.listings.set(ino, p);
     }
     return p;
@@ -159,8 +166,11 @@ export class RemoteTree {
    * is removed at the end. Never loses local data: a name whose remote object changed while the
    * local file has unsynced changes keeps the local version; the remote version is preserved in
    * the bucket as `NAME.conflict-<UTC timestamp>` (and appears next to it).
+   *
+   * With `prefetch` (a readdir waiting for attributes), the metadata of the files a first listing
+   * adds starts loading after each page, while the next page is being listed.
    */
-  private async list(ino: Ino): Promise<DiffSummary> {
+  private async list(ino: Ino, prefetch = false): Promise<DiffSummary> {
     const seg = this.segments(ino);
     if (!seg) throw new FsError('ENOENT', 'readdir', `ino ${ino}`);
     const dirPrefix = seg.length === 0 ? this.prefix : this.prefix + seg.join('/') + '/';
@@ -176,6 +186,8 @@ export class RemoteTree {
       conflicts: [] as Conflict[],
       drops: [] as Ino[],
       inval: [] as InvalidateEvent[],
+      prefetch: [] as NodeRow[],
+      prefetchLeft: prefetch && firstListing ? LISTING_PREFETCH : 0,
     };
     this.meta.clearSeen(ino);
     let token: string | undefined;
@@ -204,6 +216,7 @@ export class RemoteTree {
         dirs.push(name);
       }
       this.meta.transaction(() => this.applyPage(ctx, files, dirs));
+      if (ctx.prefetch.length > 0) this.prefetchMeta(ctx.prefetch.splice(0));
       token = page.nextToken;
     } while (token);
 
@@ -281,7 +294,11 @@ export class RemoteTree {
       const l = this.meta.lookup(ino, name);
       const mtime = BigInt(o.lastModified.getTime()) * 1_000_000n;
       if (!l) {
-        this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
+        const added = this.meta.createChild(ino, name, this.remoteNode('file', o.size, o.key, o.etag, mtime));
+        if (ctx.prefetchLeft > 0) {
+          ctx.prefetchLeft--;
+          ctx.prefetch.push(added);
+        }
         sum.added++;
         this.invalAdded(ctx, name);
         continue;

@@ -44,6 +44,17 @@ function frame(payload: Uint8Array, sizes?: number[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Mount `share` and look up `name` in its root: the root's and the file's handles. */
+async function lookupIn(
+  cl: RpcTestClient,
+  share: string,
+  name: string,
+): Promise<{ root: Uint8Array; h: Uint8Array }> {
+  const root = (await cl.mnt(share)).fh!;
+  const l = await cl.nfs<m.Nfsv3LookupResponse>(NfsProc.LOOKUP, new m.Nfsv3LookupRequest(dirop(root, name)));
+  return { root, h: l.resok!.object.data };
+}
+
 describe('RPC layer', () => {
   let vfs: FakeVfs;
   let run: Running;
@@ -56,12 +67,7 @@ describe('RPC layer', () => {
     vfs.putFile(1, 'big.bin', randomBytes(2 * MiB));
     run = await startNfs([testExport('share', vfs)], { maxInflight: 8 });
     c = await run.client();
-    root = (await c.mnt('/share')).fh!;
-    const l = await c.nfs<m.Nfsv3LookupResponse>(
-      NfsProc.LOOKUP,
-      new m.Nfsv3LookupRequest(dirop(root, 'big.bin')),
-    );
-    bigH = l.resok!.object.data;
+    ({ root, h: bigH } = await lookupIn(c, '/share', 'big.bin'));
   });
 
   afterAll(async () => {
@@ -374,12 +380,7 @@ describe('READ replies sent from a file with sendfile(2)', () => {
     };
     run = await startNfs([testExport('share', vfs)], { maxInflight: 16, io: watched });
     c = await run.client();
-    const root = (await c.mnt('/share')).fh!;
-    const l = await c.nfs<m.Nfsv3LookupResponse>(
-      NfsProc.LOOKUP,
-      new m.Nfsv3LookupRequest(dirop(root, 'big.bin')),
-    );
-    bigH = l.resok!.object.data;
+    bigH = (await lookupIn(c, '/share', 'big.bin')).h;
   });
 
   afterAll(async () => {
@@ -465,12 +466,7 @@ describe('READ replies sent from a file with sendfile(2)', () => {
     });
     try {
       const cl = await srv.client();
-      const root = (await cl.mnt('/share')).fh!;
-      const l = await cl.nfs<m.Nfsv3LookupResponse>(
-        NfsProc.LOOKUP,
-        new m.Nfsv3LookupRequest(dirop(root, 'big.bin')),
-      );
-      const h = l.resok!.object.data;
+      const { h } = await lookupIn(cl, '/share', 'big.bin');
       for (let off = 0; off < 4 * MiB; off += MiB) {
         const r = await cl.nfs<m.Nfsv3ReadResponse>(
           NfsProc.READ,

@@ -585,6 +585,37 @@ describe('CoreVfs over the in-memory object store', () => {
     expect((await t.vfs.lookup(R, ROOT_INO, '..')).ino).toBe(ROOT_INO);
   });
 
+  it('a first readdir loads the metadata of a listed page while the next page is being listed', async () => {
+    const store = new MemoryObjectStore();
+    for (let i = 0; i < 1500; i++) store.seed(`d/f${String(i).padStart(4, '0')}`, Buffer.from('x'));
+    store.seed('d/', Buffer.alloc(0));
+    const t = await mk({ store });
+    const d = await t.vfs.lookup(R, ROOT_INO, 'd');
+    let headsDuringPage2 = -1;
+    const list = store.list.bind(store);
+    store.list = async (prefix, opts = {}) => {
+      if (opts.token !== undefined) {
+        const before = store.callCount('head');
+        await sleep(100);
+        headsDuringPage2 = store.callCount('head') - before;
+      }
+      return list(prefix, opts);
+    };
+    store.resetCalls();
+    const r = await t.vfs.readdir(R, d.ino, 0n, 100);
+    expect(r.entries).toHaveLength(100);
+    expect(headsDuringPage2).toBeGreaterThan(50);
+    // A lookup (no readdir) lists without loading everyone's metadata.
+    const store2 = new MemoryObjectStore();
+    for (let i = 0; i < 300; i++) store2.seed(`e/f${i}`, Buffer.from('x'));
+    const t2 = await mk({ store: store2 });
+    const e = await t2.vfs.lookup(R, ROOT_INO, 'e');
+    store2.resetCalls();
+    await t2.vfs.lookup(R, e.ino, 'f7');
+    await sleep(50);
+    expect(store2.callCount('head')).toBeLessThan(5);
+  });
+
   it('readdir pages with stable cookies', async () => {
     const t = await mk();
     for (let i = 0; i < 25; i++) await writeFile(t.vfs, ROOT_INO, `f${i}`, String(i));
