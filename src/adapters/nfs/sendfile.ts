@@ -41,21 +41,29 @@ function isAddon(m: unknown): m is IoAddon {
 let loaded: IoAddon | null | undefined;
 
 /**
- * The addon, or undefined when it is not built (or BUCKETGATE_NO_SENDFILE=1 turns it off, to
- * compare or to work around a kernel problem).
+ * The addon, or undefined when it is not built or does not load (built for another Node, say), or
+ * when BUCKETGATE_NO_SENDFILE=1 turns it off (to compare, or to work around a kernel problem).
+ * It is an optimisation: without it NFS READ replies are copied as before. BUCKETGATE_IO_ADDON
+ * names another file to load (tests).
  */
 export function ioAddon(): IoAddon | undefined {
   if (loaded !== undefined) return loaded ?? undefined;
   loaded = null;
   if (process.env.BUCKETGATE_NO_SENDFILE === '1') return undefined;
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const path = [
+  const candidates = [
+    process.env.BUCKETGATE_IO_ADDON,
     join(root, 'build', 'Release', 'bucketgate_io.node'),
     join(root, 'build', 'Debug', 'bucketgate_io.node'),
-  ].find((p) => existsSync(p));
+  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
+  const path = candidates.find((p) => existsSync(p));
   if (path === undefined) return undefined;
-  const mod: unknown = createRequire(import.meta.url)(path);
-  if (isAddon(mod)) loaded = mod;
+  try {
+    const mod: unknown = createRequire(import.meta.url)(path);
+    if (isAddon(mod)) loaded = mod;
+  } catch {
+    loaded = null;
+  }
   return loaded ?? undefined;
 }
 
