@@ -7,10 +7,7 @@
  * Never touch the mount point synchronously from the process that serves it (fs.*Sync,
  * execFileSync, ...): the JS thread would wait for a request that only it can answer.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addonCandidates, requireAddon } from '../addon.js';
 
 /** Caller of a request (fuse_req_ctx + fuse_req_getgroups). */
 export interface RequestContext {
@@ -272,31 +269,19 @@ function isAddon(x: unknown): x is FuseAddon {
 
 let cached: FuseAddon | undefined;
 
-/** Directory of the repository (this file is src/adapters/fuse/ or dist/adapters/fuse/). */
-function repoRoot(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-}
-
 /** Load build/Release/bucketgate_fuse.node (built by `npm ci` / `npx node-gyp rebuild`). */
 export function loadFuseAddon(): FuseAddon {
   if (cached) return cached;
-  const root = repoRoot();
-  const candidates = [
-    process.env.BUCKETGATE_FUSE_ADDON,
-    join(root, 'build', 'Release', 'bucketgate_fuse.node'),
-    join(root, 'build', 'Debug', 'bucketgate_fuse.node'),
-  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
-  const path = candidates.find((p) => existsSync(p));
-  if (path === undefined) {
+  const candidates = addonCandidates('bucketgate_fuse', process.env.BUCKETGATE_FUSE_ADDON);
+  const found = requireAddon(candidates);
+  if (found === undefined) {
     throw new Error(
       `bucketgate_fuse addon not found (looked in ${candidates.join(', ')}); build it with "npx node-gyp rebuild" (needs libfuse-dev, pkg-config, python3, make, g++)`,
     );
   }
-  const require = createRequire(import.meta.url);
-  const mod: unknown = require(path);
-  if (!isAddon(mod)) throw new Error(`${path} is not the bucketgate_fuse addon`);
-  cached = mod;
-  return mod;
+  if (!isAddon(found.mod)) throw new Error(`${found.path} is not the bucketgate_fuse addon`);
+  cached = found.mod;
+  return found.mod;
 }
 
 /** Escape a value for one libfuse `-o` option (commas and backslashes). */

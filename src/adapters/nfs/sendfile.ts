@@ -8,11 +8,8 @@
  * Optional: without the addon (not built) or without a socket descriptor the callers keep the
  * buffer path.
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addonCandidates, requireAddon } from '../addon.js';
 
 /** Result of one native send: errno (0, or the error of send/sendfile), bytes sent, early EOF. */
 export type SendFileCallback = (errno: number, sent: number, eof: boolean) => void;
@@ -50,17 +47,9 @@ export function ioAddon(): IoAddon | undefined {
   if (loaded !== undefined) return loaded ?? undefined;
   loaded = null;
   if (process.env.BUCKETGATE_NO_SENDFILE === '1') return undefined;
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const candidates = [
-    process.env.BUCKETGATE_IO_ADDON,
-    join(root, 'build', 'Release', 'bucketgate_io.node'),
-    join(root, 'build', 'Debug', 'bucketgate_io.node'),
-  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
-  const path = candidates.find((p) => existsSync(p));
-  if (path === undefined) return undefined;
   try {
-    const mod: unknown = createRequire(import.meta.url)(path);
-    if (isAddon(mod)) loaded = mod;
+    const found = requireAddon(addonCandidates('bucketgate_io', process.env.BUCKETGATE_IO_ADDON));
+    if (found !== undefined && isAddon(found.mod)) loaded = found.mod;
   } catch {
     loaded = null;
   }
