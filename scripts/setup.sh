@@ -20,11 +20,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -f build/Release/bucketgate_fuse.node ]; then
-  echo "setup: npm ci (builds better-sqlite3 and the FUSE binding from source)"
+  echo "setup: npm ci (builds better-sqlite3 and our native addons from source)"
   npm ci --no-audit --no-fund
 fi
 # Native modules are built from source by their install scripts; should a future npm skip those
 # (it warns about "allowScripts"), build them explicitly.
 [ -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ] || npm rebuild better-sqlite3
-[ -f build/Release/bucketgate_fuse.node ] || npm run install
+# Our addons (binding.gyp): rebuilt when one is missing or older than its sources (a checkout
+# that predates an addon, or a changed native/*.cc).
+stale=0
+for a in bucketgate_fuse bucketgate_io; do
+  f=build/Release/$a.node
+  if [ ! -f "$f" ] || [ binding.gyp -nt "$f" ] || [ -n "$(find native -newer "$f" -name '*.cc' -print -quit)" ]; then stale=1; fi
+done
+if [ "$stale" = 1 ]; then
+  echo "setup: building the native addons (node-gyp)"
+  npm run install --silent >/dev/null
+fi
 npm run build --silent
