@@ -622,6 +622,40 @@ describe('DiskDataCache: file handles', () => {
     expect(countFds() - before).toBeLessThanOrEqual(2);
   });
 
+  it('small writes and cache-file opens run on the JavaScript thread, the rest on the thread pool', async () => {
+    // Did the event loop turn (a thread-pool round trip) before the write settled?
+    const turned = async (p: () => Promise<void>): Promise<boolean> => {
+      let ticked = false;
+      const t = setImmediate(() => (ticked = true));
+      await p();
+      clearImmediate(t);
+      return ticked;
+    };
+    const small = Buffer.alloc(64 * 1024, 1);
+    const big = Buffer.alloc(64 * 1024 + 1, 2);
+    const c = await mkCache();
+    c.ensure(1, 0);
+    expect(await turned(() => c.write(1, 0, small))).toBe(false); // opens the new file too
+    expect(await turned(() => c.write(1, 100, B('abc')))).toBe(false);
+    c.ensure(2, 0);
+    expect(await turned(() => c.write(2, 0, big))).toBe(true);
+    const off = await mkCache({ dir: path.join(dir, 'off'), inlineIoMax: 0 });
+    off.ensure(1, 0);
+    expect(await turned(() => off.write(1, 0, B('abc')))).toBe(true);
+    // Same bytes either way, and after a restart.
+    const want1 = Buffer.from(small);
+    want1.write('abc', 100, 'latin1');
+    expect(await c.read(1, 0, small.length)).toEqual(want1);
+    expect(await c.read(2, 0, big.length)).toEqual(big);
+    expect((await off.read(1, 0, 10)).toString('latin1')).toBe('abc');
+    await c.persist(1);
+    await c.persist(2);
+    await closeCache(c);
+    const again = await mkCache();
+    expect(await again.read(1, 0, small.length)).toEqual(want1);
+    expect(await again.read(2, 0, big.length)).toEqual(big);
+  });
+
   it('a small pool works with concurrent operations on many inodes', async () => {
     const c = await mkCache({ maxOpenFiles: 4 });
     await Promise.all(
