@@ -465,12 +465,14 @@ export class CoreVfs implements Vfs {
       metaChanged = true;
     }
     upd.ctimeNs = t;
-    if (metaChanged && n.state === 'clean' && upd.state === undefined)
-      upd.state = n.type === 'dir' ? 'clean' : 'meta';
-
+    // Directories: the marker object carries the attributes (created if the dir was a bare
+    // prefix). In cache mode it is journaled like a file's attributes and the uploader writes the
+    // marker; in write-through mode it is written now. The whole-bucket root stores none.
     const rootOfBucket = ino === ROOT_INO && this.opts.prefix === '';
-    if (n.type === 'dir' && metaChanged && !rootOfBucket) {
-      // Directories: the marker object carries the attributes (created if the dir was a bare prefix).
+    const dirNow = n.type === 'dir' && (this.mode === 'write-through' || rootOfBucket);
+    if (metaChanged && n.state === 'clean' && upd.state === undefined) upd.state = dirNow ? 'clean' : 'meta';
+
+    if (n.type === 'dir' && metaChanged && !rootOfBucket && this.mode === 'write-through') {
       const merged = { ...n, ...upd };
       const key = this.tree.keyOf(ino, 'dir');
       if (key === undefined) throw new FsError('ENOENT', 'setattr', path);
@@ -494,7 +496,7 @@ export class CoreVfs implements Vfs {
     }
     this.meta.updateNode(ino, upd);
     this.uploader.touch(ino);
-    if (n.type !== 'dir' && (upd.state === 'meta' || upd.state === 'dirty')) await this.afterChange(ino);
+    if (upd.state === 'meta' || upd.state === 'dirty') await this.afterChange(ino);
     return this.toAttr(this.node(ino, 'setattr'));
   }
 

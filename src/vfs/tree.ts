@@ -412,6 +412,7 @@ export class RemoteTree {
 
   /** True when nothing below the directory has unsynced changes or is open. */
   private subtreeClean(dir: Ino): boolean {
+    if (this.meta.getNode(dir)?.state !== 'clean' || this.hooks.isUploading(dir)) return false;
     for (const d of this.meta.descendants(dir)) {
       if (d.node.state !== 'clean' || this.hooks.isOpen(d.node.ino) || this.hooks.isUploading(d.node.ino))
         return false;

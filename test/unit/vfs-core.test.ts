@@ -163,6 +163,54 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(await code(t.vfs.lookup(R, ROOT_INO, 'dir'))).toBe('ENOENT');
   });
 
+  it('directory attributes: journaled in cache mode (the uploader writes the marker), at once in write-through', async () => {
+    const t = await mk({ uploadDelayMs: 600_000 });
+    const d = await t.vfs.mkdir(R, ROOT_INO, 'd', 0o755);
+    const before = t.meta.uploadCount();
+    await t.vfs.setattr(R, d.ino, { mode: 0o700, uid: 42, gid: 43, mtimeNs: 1_600_000_000_000_000_001n });
+    expect(await t.vfs.getattr(R, d.ino)).toMatchObject({ mode: 0o700, uid: 42, gid: 43 });
+    // Not in the bucket yet: the marker still has mkdir's attributes, the change is journaled.
+    expect((await t.store.head('d/'))?.metadata['file-permissions']).toBe('040755');
+    expect(t.meta.getNode(d.ino)?.state).toBe('meta');
+    expect(t.meta.uploadCount()).toBe(before + 1);
+    await t.vfs.flushAll(5000);
+    const h = await t.store.head('d/');
+    expect(h).not.toBeNull();
+    const ctx = (isDirMarker: boolean, lastModified: Date) => ({
+      defaults: { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 },
+      lastModified,
+      isDirMarker,
+    });
+    expect(decodePosixMeta(h!.metadata, ctx(true, h!.lastModified))).toMatchObject({
+      mode: 0o700,
+      uid: 42,
+      gid: 43,
+      mtimeNs: 1_600_000_000_000_000_001n,
+    });
+    expect(t.meta.getNode(d.ino)?.state).toBe('clean');
+    // A directory renamed before its upload: the marker is written under the new name.
+    await t.vfs.setattr(R, d.ino, { mode: 0o711 });
+    await t.vfs.rename(R, ROOT_INO, 'd', ROOT_INO, 'e');
+    await t.vfs.flushAll(5000);
+    expect(t.mem.keys()).toEqual(['e/']);
+    const he = await t.store.head('e/');
+    expect(decodePosixMeta(he!.metadata, ctx(true, he!.lastModified)).mode).toBe(0o711);
+    // Another client deletes the directory while a change of ours is pending: ours is kept.
+    const e = await t.vfs.lookup(R, ROOT_INO, 'e');
+    await t.vfs.setattr(R, e.ino, { mode: 0o750 });
+    await t.store.delete(['e/']);
+    await t.vfs.refresh('/', true);
+    expect((await t.vfs.lookup(R, ROOT_INO, 'e')).mode).toBe(0o750);
+    await t.vfs.flushAll(5000);
+    expect((await t.store.head('e/'))?.metadata['file-permissions']).toBe('040750');
+
+    const w = await mk({ mode: 'write-through' });
+    const wd = await w.vfs.mkdir(R, ROOT_INO, 'd', 0o755);
+    await w.vfs.setattr(R, wd.ino, { mode: 0o700 });
+    expect((await w.store.head('d/'))?.metadata['file-permissions']).toBe('040700');
+    expect(w.meta.getNode(wd.ino)?.state).toBe('clean');
+  });
+
   it('renames files and whole directories in the bucket', async () => {
     const t = await mk({ mode: 'write-through' });
     const a = await t.vfs.mkdir(R, ROOT_INO, 'a', 0o755);
