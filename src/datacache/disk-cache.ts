@@ -32,6 +32,7 @@
  */
 import {
   close as fsClose,
+  closeSync,
   constants as fsc,
   open as fsOpen,
   fdatasync as fsFdatasync,
@@ -79,8 +80,8 @@ export interface DiskDataCacheOptions {
   /** Clock for lastAccessMs (tests). Default Date.now. */
   now?: () => number;
   /**
-   * Writes of at most this many bytes run on the JavaScript thread, and so does opening a cache
-   * file (and creating its directory); 0: all file I/O on libuv's thread pool. Default 64 KiB. A pwrite into the page cache
+   * Writes of at most this many bytes run on the JavaScript thread, and so do opening and closing
+   * a cache file (and creating its directory); 0: all file I/O on libuv's thread pool. Default 64 KiB. A pwrite into the page cache
    * or an open takes microseconds; handing it to the thread pool and back costs two thread
    * wake-ups, which on a virtual machine with idle vCPUs cost 100-300 us each and were most of a
    * small file's write latency. Reads, fsync, truncate and big writes stay on the thread pool.
@@ -151,12 +152,16 @@ function fmtRanges(list: RangeList): string {
 class CacheFile {
   private closed = false;
 
-  constructor(readonly fd: number) {}
+  /** `inline`: opened and closed on the JavaScript thread (so opens never outrun closes). */
+  constructor(
+    readonly fd: number,
+    private readonly inline: boolean,
+  ) {}
 
   static async open(file: string, inline: boolean): Promise<CacheFile> {
     const flags = fsc.O_RDWR | fsc.O_CREAT; // libuv adds O_CLOEXEC
-    if (inline) return new CacheFile(openSync(file, flags, 0o600));
-    return new CacheFile(await promised<number>((cb) => fsOpen(file, flags, 0o600, cb)));
+    if (inline) return new CacheFile(openSync(file, flags, 0o600), true);
+    return new CacheFile(await promised<number>((cb) => fsOpen(file, flags, 0o600, cb)), false);
   }
 
   datasync(): Promise<void> {
@@ -170,7 +175,13 @@ class CacheFile {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
-    return promised<void>((cb) => fsClose(this.fd, cb));
+    if (!this.inline) return promised<void>((cb) => fsClose(this.fd, cb));
+    try {
+      closeSync(this.fd);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
 }
 
