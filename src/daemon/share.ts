@@ -30,7 +30,13 @@ export interface ShareStatus {
     dirtyFiles: number;
     hitRatio: number | null;
   };
-  uploads: { queued: number; inflight: number; deferring: boolean; uploadedFiles: number; uploadedBytes: number };
+  uploads: {
+    queued: number;
+    inflight: number;
+    deferring: boolean;
+    uploadedFiles: number;
+    uploadedBytes: number;
+  };
   failing: Array<{ path: string; attempts: number; lastError: string | null }>;
   lastRefresh: (Partial<RefreshResult> & { at: string }) | null;
 }
@@ -107,7 +113,7 @@ export class Share {
     try {
       meta = new SqliteMetaStore({
         path: join(config.cacheDir, 'meta.db'),
-        root: { mode: config.dirMode, uid: config.uid, gid: config.gid },
+        root: { mode: config.dirMode, uid: config.uid, gid: config.gid, fromMarker: config.prefix !== '' },
         exclusive: true,
       });
       cache = await DiskDataCache.open({

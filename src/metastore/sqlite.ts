@@ -165,8 +165,12 @@ function rangesFromJson(s: string): ByteRange[] {
 export interface SqliteMetaStoreOptions {
   /** Database file path, or ':memory:'. */
   path: string;
-  /** Attributes of the root directory when the database is created. */
-  root: { mode: number; uid: number; gid: number };
+  /**
+   * Attributes of the root directory when the database is created. `fromMarker`: they are only
+   * defaults; the root's attributes are loaded from the bucket on first use (a prefix share's
+   * `PREFIX/` marker carries them, object-format.md).
+   */
+  root: { mode: number; uid: number; gid: number; fromMarker?: boolean };
   /**
    * Hold the database's locks for the life of the connection (`locking_mode = EXCLUSIVE`):
    * every statement otherwise takes and releases its WAL locks with `fcntl` (half the cost of a
@@ -220,9 +224,9 @@ export class SqliteMetaStore implements MetaStore {
           this.db
             .prepare(
               `INSERT INTO nodes (ino, generation, type, mode, uid, gid, size, atime_ns, mtime_ns, ctime_ns,
-               state, meta_loaded, has_marker) VALUES (?, 1, 'dir', ?, ?, ?, 0, ?, ?, ?, 'clean', 1, 0)`,
+               state, meta_loaded, has_marker) VALUES (?, 1, 'dir', ?, ?, ?, 0, ?, ?, ?, 'clean', ?, 0)`,
             )
-            .run(ROOT_INO, root.mode, root.uid, root.gid, now, now, now);
+            .run(ROOT_INO, root.mode, root.uid, root.gid, now, now, now, root.fromMarker === true ? 0 : 1);
           this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('db_generation', randomBytes(8));
           this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('secret', randomBytes(32));
         }

@@ -45,7 +45,13 @@ export async function createTestVfs(opts: TestVfsOptions = {}): Promise<TestVfs>
   const defaults = opts.defaults ?? { uid: 0, gid: 0, fileMode: 0o644, dirMode: 0o755 };
   const meta = new SqliteMetaStore({
     path: join(dir, 'meta.db'),
-    root: { mode: defaults.dirMode, uid: defaults.uid, gid: defaults.gid },
+    // As the daemon does (src/daemon/share.ts): a prefix share's root comes from its marker.
+    root: {
+      mode: defaults.dirMode,
+      uid: defaults.uid,
+      gid: defaults.gid,
+      fromMarker: (opts.prefix ?? '') !== '',
+    },
   });
   const log = getLogger({ test: 'vfs' });
   const cacheLimitBytes = opts.cacheLimitBytes ?? 1024 ** 3;

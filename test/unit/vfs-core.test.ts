@@ -211,6 +211,24 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(w.meta.getNode(wd.ino)?.state).toBe('clean');
   });
 
+  it("a prefix share's root attributes live in its marker: a second gateway sees them", async () => {
+    const store = new MemoryObjectStore();
+    const t = await mk({ store, prefix: 'share/' });
+    await t.vfs.setattr(R, ROOT_INO, { mode: 0o700, uid: 12, gid: 34, mtimeNs: 981_173_106_000_000_000n });
+    await t.vfs.flushAll(5000);
+    expect((await store.head('share/'))?.metadata['file-permissions']).toBe('040700');
+    const t2 = await mk({ store, prefix: 'share/' });
+    expect(await t2.vfs.getattr(R, ROOT_INO)).toMatchObject({
+      mode: 0o700,
+      uid: 12,
+      gid: 34,
+      mtimeNs: 981_173_106_000_000_000n,
+    });
+    // No marker: the configured defaults.
+    const t3 = await mk({ store, prefix: 'other/' });
+    expect(await t3.vfs.getattr(R, ROOT_INO)).toMatchObject({ mode: 0o777, uid: 0, gid: 0 });
+  });
+
   it('renames files and whole directories in the bucket', async () => {
     const t = await mk({ mode: 'write-through' });
     const a = await t.vfs.mkdir(R, ROOT_INO, 'a', 0o755);
