@@ -81,10 +81,11 @@ export interface DiskDataCacheOptions {
   now?: () => number;
   /**
    * Writes of at most this many bytes run on the JavaScript thread, and so do opening and closing
-   * a cache file (and creating its directory); 0: all file I/O on libuv's thread pool. Default 64 KiB. A pwrite into the page cache
-   * or an open takes microseconds; handing it to the thread pool and back costs two thread
-   * wake-ups, which on a virtual machine with idle vCPUs cost 100-300 us each and were most of a
-   * small file's write latency. Reads, fsync, truncate and big writes stay on the thread pool.
+   * a cache file (and creating its directory); 0: all file I/O on libuv's thread pool. Default
+   * 64 KiB. A pwrite into the page cache or an open takes microseconds; handing it to the thread
+   * pool and back costs two thread wake-ups, which on a virtual machine with idle vCPUs cost
+   * 100-300 us each and were most of a small file's write latency. Reads, fsync, truncate and big
+   * writes stay on the thread pool.
    */
   inlineIoMax?: number;
   /**

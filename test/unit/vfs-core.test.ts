@@ -62,15 +62,27 @@ async function readAll(vfs: CoreVfs, ino: number, cred: Cred = R): Promise<Buffe
 }
 
 /** A VFS over a store holding `name`: `mib` MiB, each 4 KiB page starting with its offset. */
-async function bigObject(
-  name: string,
-  mib: number,
-): Promise<{ store: MemoryObjectStore; data: Buffer; t: TestVfs & { mem: MemoryObjectStore } }> {
+type Seeded = { store: MemoryObjectStore; data: Buffer; t: TestVfs & { mem: MemoryObjectStore } };
+
+/** A gateway over a store holding one object `name` with `data`. */
+async function seeded(name: string, data: Buffer): Promise<Seeded> {
   const store = new MemoryObjectStore();
-  const data = Buffer.alloc(mib * 1024 * 1024);
-  for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
   store.seed(name, data);
   return { store, data, t: await mk({ store }) };
+}
+
+/** `mib` MiB, each 4 KiB block numbered. */
+async function bigObject(name: string, mib: number): Promise<Seeded> {
+  const data = Buffer.alloc(mib * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+  return seeded(name, data);
+}
+
+/** `bytes` bytes, byte i = i * mul (mod 256): a misplaced range never compares equal. */
+function patterned(bytes: number, mul: number): Buffer {
+  const data = Buffer.alloc(bytes);
+  for (let i = 0; i < data.length; i++) data[i] = (i * mul) & 255;
+  return data;
 }
 
 async function code(p: Promise<unknown>): Promise<string> {
@@ -484,11 +496,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('reads large remote files in ranges and serves cached ranges without requests', async () => {
-    const store = new MemoryObjectStore();
-    const data = Buffer.alloc(5 * 1024 * 1024 + 123);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 255;
-    store.seed('big.bin', data);
-    const t = await mk({ store });
+    const { store, data, t } = await seeded('big.bin', patterned(5 * 1024 * 1024 + 123, 7));
     const a = await t.vfs.lookup(R, ROOT_INO, 'big.bin');
     const fh = await t.vfs.open(R, a.ino, O_RDONLY);
     const part = await t.vfs.read(fh, 3_000_000, 4096);
@@ -503,11 +511,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('readLocal lends cached ranges of the cache file, fetching what is missing first', async () => {
-    const store = new MemoryObjectStore();
-    const data = Buffer.alloc(3 * 1024 * 1024 + 5);
-    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 255;
-    store.seed('big.bin', data);
-    const t = await mk({ store });
+    const { data, t } = await seeded('big.bin', patterned(3 * 1024 * 1024 + 5, 13));
     const a = await t.vfs.lookup(R, ROOT_INO, 'big.bin');
     const fh = await t.vfs.open(R, a.ino, O_RDONLY);
     const pieces: Buffer[] = [];
