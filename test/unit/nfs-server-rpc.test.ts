@@ -483,6 +483,53 @@ describe('READ replies sent from a file with sendfile(2)', () => {
     }
   });
 
+  it('ranges in the page cache are sent at once (sendFileNow); others go through the thread pool', async () => {
+    const seen = { now: 0, nowSent: 0, pool: 0, uncached: false };
+    const srv = await startNfs([testExport('share', vfs)], {
+      io: {
+        sendFile(sock, head, fd, offset, length, tail, cb) {
+          seen.pool++;
+          io!.sendFile(sock, head, fd, offset, length, tail, cb);
+        },
+        sendFileNow(sock, head, fd, offset, length, tail) {
+          // The test's file is in the page cache; `uncached` makes it look as if it were not.
+          const r = seen.uncached ? undefined : io!.sendFileNow!(sock, head, fd, offset, length, tail);
+          if (r !== undefined) {
+            seen.now++;
+            seen.nowSent += r[1];
+          }
+          return r;
+        },
+      },
+    });
+    try {
+      const cl = await srv.client();
+      const { h } = await lookupIn(cl, '/share', 'big.bin');
+      const readAll = async (): Promise<void> => {
+        for (let off = 0; off < all.length; off += MiB) {
+          const r = await cl.nfs<m.Nfsv3ReadResponse>(
+            NfsProc.READ,
+            new m.Nfsv3ReadRequest(fh(h), BigInt(off), MiB),
+          );
+          const want = all.subarray(off, Math.min(all.length, off + MiB));
+          expect(Buffer.from(r.resok!.data).equals(want)).toBe(true);
+        }
+      };
+      await readAll();
+      expect(seen.now).toBe(5);
+      expect(seen.pool).toBe(0);
+      expect(seen.nowSent).toBeGreaterThan(all.length);
+      seen.uncached = true;
+      await readAll();
+      expect(seen.now).toBe(5);
+      expect(seen.pool).toBe(5);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(vfs.lent.released).toBe(vfs.lent.lent);
+    } finally {
+      await srv.stop();
+    }
+  });
+
   it('a file cut short while its range is sent closes the connection; the server goes on', async () => {
     const cl = await run.client();
     vfs.truncateAfterLend = true;

@@ -14,7 +14,7 @@ import type { Logger } from '../../log/index.js';
 import { ReplyWriter } from './codec.js';
 import { RecordDecoder, RecordError } from './record.js';
 import { normalizeAddress } from './policy.js';
-import { type IoAddon, socketFd } from './sendfile.js';
+import { type IoAddon, type SendFileCallback, socketFd } from './sendfile.js';
 
 /**
  * A reply whose buffers come from a pool: `release` is called once the socket has taken them
@@ -303,33 +303,36 @@ export class RpcConnection implements ConnInfo {
     const dataFrom = Math.max(0, sent - head.length);
     const headRest = sent < head.length ? head.subarray(sent) : EMPTY;
     const padRest = Math.min(pad, total - sent);
+    const done: SendFileCallback = (errno, n, eof) => {
+      this.sentFromFile += Math.max(0, Math.min(sent + n - head.length, range.length) - dataFrom);
+      if (errno !== 0 || eof) {
+        this.fileFailed(r, eof ? 'the cache file ended early (truncated during the read)' : `errno ${errno}`);
+        return;
+      }
+      if (sent + n >= total) this.continueFile(r, total);
+      else this.writeSlice(r, sent + n, SLICE);
+    };
+    let now: [number, number, boolean] | undefined;
     try {
-      io.sendFile(
+      // Cached data goes out at once: a thread-pool round trip costs more than the send itself.
+      now = io.sendFileNow?.(
         fd,
         headRest,
         range.fd,
         range.offset + dataFrom,
         range.length - dataFrom,
         padRest,
-        (errno, n, eof) => {
-          this.sentFromFile += Math.max(0, Math.min(sent + n - head.length, range.length) - dataFrom);
-          if (errno !== 0 || eof) {
-            this.fileFailed(
-              r,
-              eof ? 'the cache file ended early (truncated during the read)' : `errno ${errno}`,
-            );
-            return;
-          }
-          if (sent + n >= total) this.continueFile(r, total);
-          else this.writeSlice(r, sent + n, SLICE);
-        },
       );
+      if (now === undefined)
+        io.sendFile(fd, headRest, range.fd, range.offset + dataFrom, range.length - dataFrom, padRest, done);
     } catch (e) {
       this.log.debug('nfs: sendfile unavailable for this reply; writing it', {
         error: e instanceof Error ? e : String(e),
       });
       this.writeSlice(r, sent, total - sent);
+      return;
     }
+    if (now !== undefined) done(...now);
   }
 
   /** Write up to `max` bytes of the record from `sent` on through the socket, then continue. */

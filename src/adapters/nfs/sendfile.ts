@@ -29,6 +29,20 @@ export interface IoAddon {
     tailLen: number,
     cb: SendFileCallback,
   ): void;
+  /**
+   * The same send, done at once on this thread, when every page of the file range is in the page
+   * cache (so that it cannot wait for the disk): [errno, sent, eof] as sendFile's callback gets
+   * them. Undefined when the range is not all cached or the kernel cannot tell (cachestat(2),
+   * Linux 6.5+): then use sendFile. Optional (tests may wrap only sendFile).
+   */
+  sendFileNow?(
+    sockFd: number,
+    head: Uint8Array,
+    fileFd: number,
+    offset: number,
+    length: number,
+    tailLen: number,
+  ): [number, number, boolean] | undefined;
 }
 
 function isAddon(m: unknown): m is IoAddon {
