@@ -126,6 +126,10 @@ export class Share {
         index: meta,
         logger: log,
         writeWaitMs: config.cacheWriteWaitMs,
+        // O_DIRECT fills only where FUSE alone serves reads: the kernel keeps its own page cache
+        // of the mount for rereads, while an NFS export rereads the cache file (sendfile from its
+        // page cache), which direct-written data would no longer be in.
+        directFill: !config.nfs,
       });
       const vfs = new CoreVfs({
         name: config.name,
@@ -165,6 +169,7 @@ export class Share {
             allowOther: config.allowOther,
             attrTimeoutSec: config.attrTimeoutMs / 1000,
             entryTimeoutSec: config.attrTimeoutMs / 1000,
+            ...(alignedAlloc ? { allocBuffer: alignedAlloc } : {}),
           },
           logger: log.child({ component: 'fuse' }),
         });

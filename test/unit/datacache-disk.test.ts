@@ -342,6 +342,29 @@ describe('DiskDataCache: fill data kept in memory (onRelease)', () => {
     const c2 = await mkCache();
     expect((await c2.read(2, 0, 4 * MiB)).equals(pattern(4 * MiB, 6))).toBe(true);
   });
+
+  it('with directFill off (shares exported by NFS) kept fills go through the page cache', async () => {
+    const io = ioAddon();
+    if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
+      throw new Error('bucketgate_io addon not built (npm ci builds it)');
+    const c = await mkCache({ directFill: false });
+    c.ensure(1, 4 * MiB);
+    const data = io.alignedBuffer(4 * MiB);
+    pattern(4 * MiB, 8).copy(data);
+    let released = 0;
+    await c.fill(1, 0, data, { aligned: true, onRelease: () => released++ });
+    expect(released).toBe(0);
+    const fd = await fsp.open(c.filePath(1), 'r');
+    try {
+      // All cached: sendFileNow tries to send (to a descriptor that is not a socket) instead of
+      // declining.
+      expect(io.sendFileNow(0x7fffffff, Buffer.alloc(0), fd.fd, 0, 4 * MiB, 0)).toBeDefined();
+    } finally {
+      await fd.close();
+    }
+    expect((await c.read(1, 0, 4 * MiB)).equals(pattern(4 * MiB, 8))).toBe(true);
+    expect(released).toBe(1);
+  });
 });
 
 describe('DiskDataCache: truncate', () => {
