@@ -43,11 +43,6 @@ export interface IoAddon {
     length: number,
     tailLen: number,
   ): [number, number, boolean] | undefined;
-  /**
-   * A Buffer of `size` bytes starting on a 2 MiB boundary, advised for transparent huge pages
-   * (a few page faults instead of one per 4 KiB) and usable for O_DIRECT. Optional.
-   */
-  alignedBuffer?(size: number): Buffer;
 }
 
 function isAddon(m: unknown): m is IoAddon {
