@@ -169,26 +169,40 @@ int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64
   return static_cast<int64_t>(v);
 }
 
+/** The arguments sendFile and sendFileNow share: (sockFd, head, fileFd, offset, length, tailLen). */
+struct SendArgs {
+  int sock;
+  int file;
+  int64_t offset;
+  int64_t length;
+  uint32_t tail;
+  Napi::Buffer<uint8_t> head;
+};
+
+SendArgs ParseSendArgs(const Napi::CallbackInfo& info) {
+  return SendArgs{static_cast<int>(IntArg(info, 0, "sockFd", INT32_MAX)),
+                  static_cast<int>(IntArg(info, 2, "fileFd", INT32_MAX)),
+                  IntArg(info, 3, "offset", int64_t{1} << 53),
+                  IntArg(info, 4, "length", int64_t{1} << 40),
+                  static_cast<uint32_t>(IntArg(info, 5, "tailLen", 3)),
+                  info[1].As<Napi::Buffer<uint8_t>>()};
+}
+
 Napi::Value SendFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[1].IsBuffer() || !info[6].IsFunction())
     throw Napi::TypeError::New(env, "sendFile(sockFd, head, fileFd, offset, length, tailLen, callback)");
-  const int sockArg = static_cast<int>(IntArg(info, 0, "sockFd", INT32_MAX));
-  const int fileArg = static_cast<int>(IntArg(info, 2, "fileFd", INT32_MAX));
-  const int64_t offset = IntArg(info, 3, "offset", int64_t{1} << 53);
-  const int64_t length = IntArg(info, 4, "length", int64_t{1} << 40);
-  const uint32_t tail = static_cast<uint32_t>(IntArg(info, 5, "tailLen", 3));
-  auto buf = info[1].As<Napi::Buffer<uint8_t>>();
-  std::vector<uint8_t> head(buf.Data(), buf.Data() + buf.Length());
-  const int sock = dup(sockArg);
+  const SendArgs a = ParseSendArgs(info);
+  std::vector<uint8_t> head(a.head.Data(), a.head.Data() + a.head.Length());
+  const int sock = dup(a.sock);
   if (sock < 0) throw Napi::Error::New(env, std::string("dup of the socket failed: ") + strerror(errno));
-  const int file = dup(fileArg);
+  const int file = dup(a.file);
   if (file < 0) {
     const int e = errno;
     close(sock);
     throw Napi::Error::New(env, std::string("dup of the file failed: ") + strerror(e));
   }
-  auto* work = new SendFileWork(info[6].As<Napi::Function>(), sock, std::move(head), file, offset, length, tail);
+  auto* work = new SendFileWork(info[6].As<Napi::Function>(), sock, std::move(head), file, a.offset, a.length, a.tail);
   work->Queue();
   return env.Undefined();
 }
@@ -197,15 +211,10 @@ Napi::Value SendFileNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6 || !info[1].IsBuffer())
     throw Napi::TypeError::New(env, "sendFileNow(sockFd, head, fileFd, offset, length, tailLen)");
-  const int sock = static_cast<int>(IntArg(info, 0, "sockFd", INT32_MAX));
-  const int file = static_cast<int>(IntArg(info, 2, "fileFd", INT32_MAX));
-  const int64_t offset = IntArg(info, 3, "offset", int64_t{1} << 53);
-  const int64_t length = IntArg(info, 4, "length", int64_t{1} << 40);
-  const uint32_t tail = static_cast<uint32_t>(IntArg(info, 5, "tailLen", 3));
-  if (!AllCached(file, offset, length)) return env.Undefined();
-  auto head = info[1].As<Napi::Buffer<uint8_t>>();
-  Sender s{sock, file};
-  s.Run(head.Data(), head.Length(), offset, length, tail);
+  const SendArgs a = ParseSendArgs(info);
+  if (!AllCached(a.file, a.offset, a.length)) return env.Undefined();
+  Sender s{a.sock, a.file};
+  s.Run(a.head.Data(), a.head.Length(), a.offset, a.length, a.tail);
   Napi::Array r = Napi::Array::New(env, 3);
   r.Set(uint32_t{0}, Napi::Number::New(env, s.err));
   r.Set(uint32_t{1}, Napi::Number::New(env, static_cast<double>(s.sent)));

@@ -14,35 +14,30 @@ import { addonCandidates, requireAddon } from '../addon.js';
 /** Result of one native send: errno (0, or the error of send/sendfile), bytes sent, early EOF. */
 export type SendFileCallback = (errno: number, sent: number, eof: boolean) => void;
 
+/** What to send: the socket, a head, `length` bytes of the file from `offset`, then `tailLen` zeros. */
+export type SendArgs = [
+  sockFd: number,
+  head: Uint8Array,
+  fileFd: number,
+  offset: number,
+  length: number,
+  tailLen: number,
+];
+
 export interface IoAddon {
   /**
    * Send `head`, then `length` bytes of `fileFd` from `offset`, then `tailLen` zero bytes, as far
    * as the socket's send buffer takes them without waiting (the rest is the caller's). Both
    * descriptors are duplicated at the call; it throws only on bad arguments or a failed dup.
    */
-  sendFile(
-    sockFd: number,
-    head: Uint8Array,
-    fileFd: number,
-    offset: number,
-    length: number,
-    tailLen: number,
-    cb: SendFileCallback,
-  ): void;
+  sendFile(...args: [...SendArgs, cb: SendFileCallback]): void;
   /**
    * The same send, done at once on this thread, when every page of the file range is in the page
    * cache (so that it cannot wait for the disk): [errno, sent, eof] as sendFile's callback gets
    * them. Undefined when the range is not all cached or the kernel cannot tell (cachestat(2),
    * Linux 6.5+): then use sendFile. Optional (tests may wrap only sendFile).
    */
-  sendFileNow?(
-    sockFd: number,
-    head: Uint8Array,
-    fileFd: number,
-    offset: number,
-    length: number,
-    tailLen: number,
-  ): [number, number, boolean] | undefined;
+  sendFileNow?(...args: SendArgs): [number, number, boolean] | undefined;
 }
 
 function isAddon(m: unknown): m is IoAddon {
