@@ -15,7 +15,9 @@
 // sendFileNow(sockFd, head, fileFd, offset, length, tailLen)
 //   The same send, done at once on the calling (JavaScript) thread, but only when every page of
 //   the file range is in the page cache (checked with cachestat(2), Linux 6.5+), so that it cannot
-//   wait for the disk: then sendfile(2) only hands cached pages to a non-blocking socket. Returns
+//   wait for the disk (a page that another reader is bringing in at that moment counts as
+//   cached: the send would wait for that one read): then sendfile(2) only hands cached pages to
+//   a non-blocking socket. Returns
 //   [errno, sent, eof] as the callback of sendFile would, or undefined when the range is not all
 //   cached or cachestat is unavailable (the caller then uses sendFile). A round trip through the
 //   thread pool costs more than the send of a cached 1 MiB range on some virtual machines.

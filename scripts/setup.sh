@@ -2,12 +2,14 @@
 # Installs everything bucketgate needs on Debian 12 (run as root), then builds it.
 #   system: FUSE (fusermount, libfuse2 + headers for the native binding), libnfs client tools,
 #           systemd (systemd-notify for Type=notify readiness, systemd-analyze for the unit tests),
-#           a C toolchain for native addons;
+#           a C toolchain for native addons; fincore (util-linux-extra, priority "standard", so
+#           missing from minimal images) for the page-cache test;
 #   npm:    the locked dependencies (npm ci), then the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(fuse libfuse2 libfuse-dev libnfs-utils libnfs-dev pkg-config build-essential python3 attr systemd)
+PKGS=(fuse libfuse2 libfuse-dev libnfs-utils libnfs-dev pkg-config build-essential python3 attr systemd
+      util-linux-extra)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
