@@ -21,6 +21,12 @@
 //   [errno, sent, eof] as the callback of sendFile would, or undefined when the range is not all
 //   cached or cachestat is unavailable (the caller then uses sendFile). A round trip through the
 //   thread pool costs more than the send of a cached 1 MiB range on some virtual machines.
+//
+// alignedBuffer(size)
+//   A Buffer of `size` bytes whose memory starts on a 2 MiB boundary, marked MADV_HUGEPAGE (where
+//   transparent huge pages are enabled "madvise", the kernel then backs it with 2 MiB pages: a few
+//   page faults instead of one per 4 KiB on first use). Page alignment also makes it usable for
+//   O_DIRECT writes. Freed when the Buffer is collected.
 #include <napi.h>
 
 #include <algorithm>
@@ -28,10 +34,12 @@
 #include <climits>
 #include <cstring>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <vector>
@@ -224,9 +232,28 @@ Napi::Value SendFileNow(const Napi::CallbackInfo& info) {
   return r;
 }
 
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "alignedBuffer(size)");
+  const size_t size = static_cast<size_t>(IntArg(info, 0, "size", int64_t{1} << 32));
+  constexpr size_t kAlign = size_t{2} << 20;
+  const size_t rounded = (std::max<size_t>(size, 1) + kAlign - 1) / kAlign * kAlign;
+  void* mem = nullptr;
+  if (posix_memalign(&mem, kAlign, rounded) != 0 || mem == nullptr)
+    throw Napi::Error::New(env, "alignedBuffer: out of memory");
+  madvise(mem, rounded, MADV_HUGEPAGE);  // advice only: fine if it fails
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(rounded));
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem), size,
+                                    [rounded](Napi::Env e, uint8_t* data) {
+                                      free(data);
+                                      Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(rounded));
+                                    });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendFile", Napi::Function::New(env, SendFile, "sendFile"));
   exports.Set("sendFileNow", Napi::Function::New(env, SendFileNow, "sendFileNow"));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   return exports;
 }
 

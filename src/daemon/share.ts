@@ -14,6 +14,7 @@ import type { Vfs } from '../vfs/types.js';
 import { ROOT_INO, type Ino } from '../core/types.js';
 import { FuseAdapter } from '../adapters/fuse/adapter.js';
 import { NfsServer } from '../adapters/nfs/index.js';
+import { ioAddon } from '../adapters/nfs/sendfile.js';
 import { createHash } from 'node:crypto';
 import { RefreshScheduler, type RefreshResult } from '../sync/scheduler.js';
 import { StartupError, checkBucket, checkFuseDevice, checkMountpoint, lockCacheDir } from './preflight.js';
@@ -107,6 +108,9 @@ export class Share {
     const store = hooks.store ? hooks.store(baseStore) : baseStore;
     await checkBucket(store, config.bucket, config.prefix, config.endpoint);
 
+    // Page-aligned (and huge-page backed) GET buffers from the io addon, when it is built.
+    const io = ioAddon();
+    const alignedAlloc = io?.alignedBuffer ? (size: number): Buffer => io.alignedBuffer!(size) : undefined;
     const unlock = await lockCacheDir(config.cacheDir);
     let meta: SqliteMetaStore | undefined;
     let cache: DiskDataCache | undefined;
@@ -122,6 +126,10 @@ export class Share {
         index: meta,
         logger: log,
         writeWaitMs: config.cacheWriteWaitMs,
+        // O_DIRECT fills only where FUSE alone serves reads: the kernel keeps its own page cache
+        // of the mount for rereads, while an NFS export rereads the cache file (sendfile from its
+        // page cache), which direct-written data would no longer be in.
+        directFill: !config.nfs,
       });
       const vfs = new CoreVfs({
         name: config.name,
@@ -138,6 +146,7 @@ export class Share {
         cache,
         store,
         logger: log.child({ component: 'vfs' }),
+        ...(alignedAlloc ? { allocAligned: alignedAlloc } : {}),
       });
       await vfs.start();
       const share = new Share(config, store, meta, cache, vfs, unlock, log, hooks);
@@ -160,6 +169,7 @@ export class Share {
             allowOther: config.allowOther,
             attrTimeoutSec: config.attrTimeoutMs / 1000,
             entryTimeoutSec: config.attrTimeoutMs / 1000,
+            ...(alignedAlloc ? { allocBuffer: alignedAlloc } : {}),
           },
           logger: log.child({ component: 'fuse' }),
         });

@@ -62,7 +62,7 @@ import {
   unionRanges,
   type RangeList,
 } from './ranges.js';
-import type { CacheEntryState, CacheIndex, CacheUsage, DataCache } from './types.js';
+import type { CacheEntryState, CacheIndex, CacheUsage, DataCache, FillOptions } from './types.js';
 
 export interface DiskDataCacheOptions {
   /** Cache directory of the share; cache files go to `<dir>/data/`. */
@@ -88,6 +88,19 @@ export interface DiskDataCacheOptions {
    * writes stay on the thread pool.
    */
   inlineIoMax?: number;
+  /**
+   * Most bytes of fetched data kept in memory after a fill that asked for it (`FillOptions.
+   * onRelease`), to serve the reads that follow without going back to the cache file. Default
+   * 64 MiB; 0 keeps nothing.
+   */
+  memoryBytes?: number;
+  /**
+   * Write fills whose buffers the caller marked aligned (`FillOptions.aligned`) and that are kept in
+   * memory with O_DIRECT (default true). Such data is read from memory, so copying it into the
+   * page cache as well only costs CPU and memory; on a file system without O_DIRECT (tmpfs
+   * before Linux 6.6, some network file systems) the first refusal turns it off.
+   */
+  directFill?: boolean;
   /**
    * How long a write waits for space when dirty or pinned data fills the cache (uploads drain
    * it), before it fails with ENOSPC. Default 60 s.
@@ -119,7 +132,20 @@ interface Entry {
   tail: Promise<void>;
   /** Operations in flight or waiting (reads included). */
   active: number;
+  /** Fetched data kept in memory (disjoint, equal to the file's bytes there); see fill(). */
+  mem: MemSeg[] | undefined;
 }
+
+/** Bytes of [start, end) of the file held in `buf` (from a fill), given back with `release`. */
+interface MemSeg {
+  start: number;
+  end: number;
+  buf: Buffer;
+  release: () => void;
+}
+
+/** O_DIRECT transfers must start and end on this boundary (and their memory start on it). */
+const DIRECT_ALIGN = 4096;
 
 const MAX_POS = Number.MAX_SAFE_INTEGER;
 
@@ -212,6 +238,29 @@ async function writeFully(fh: CacheFile, data: Buffer, position: number, inline 
     if (n <= 0) throw new Error(`short write at ${position + done}`);
     done += n;
   }
+}
+
+/**
+ * Write `data` (page-aligned memory) at `position` (a multiple of DIRECT_ALIGN) through a second
+ * descriptor opened with O_DIRECT: the whole DIRECT_ALIGN multiples that way, a shorter tail
+ * through `fh`. Throws what open or write threw (EINVAL: the file system has no O_DIRECT).
+ */
+async function writeDirect(file: string, fh: CacheFile, data: Buffer, position: number): Promise<void> {
+  const body = data.length - (data.length % DIRECT_ALIGN);
+  if (body > 0) {
+    const fd = await promised<number>((cb) => fsOpen(file, fsc.O_WRONLY | fsc.O_DIRECT, cb));
+    try {
+      let done = 0;
+      while (done < body) {
+        const n = await pwrite(fd, data, done, body - done, position + done);
+        if (n <= 0 || n % DIRECT_ALIGN !== 0) throw new Error(`short direct write at ${position + done}`);
+        done += n;
+      }
+    } finally {
+      await promised<void>((cb) => fsClose(fd, cb));
+    }
+  }
+  if (body < data.length) await writeFully(fh, data.subarray(body), position + body);
 }
 
 /** pread through the callback API: FileHandle.read costs a promise and more per call. */
@@ -357,6 +406,12 @@ export class DiskDataCache implements DataCache {
   private readonly deleting = new Map<Ino, Promise<void>>();
   private readonly madeDirs = new Set<string>();
   private readonly inlineIoMax: number;
+  private readonly memLimit: number;
+  private memBytes = 0;
+  /** Every kept fill segment and its entry, oldest first. */
+  private readonly kept = new Map<MemSeg, Entry>();
+  /** O_DIRECT fills: on until a file system refuses them. */
+  private direct: boolean;
   private dataDirSynced = true;
   private usedBytes = 0;
   private dirtyBytes = 0;
@@ -378,6 +433,8 @@ export class DiskDataCache implements DataCache {
     this.dir = opts.dir;
     this.dataDir = path.join(opts.dir, 'data');
     this.inlineIoMax = Math.max(0, Math.floor(opts.inlineIoMax ?? 64 * 1024));
+    this.memLimit = Math.max(0, opts.memoryBytes ?? 64 << 20);
+    this.direct = opts.directFill ?? true;
     this.limitBytes = opts.limitBytes;
     this.highBytes = opts.limitBytes * high;
     this.writeWaitMs = opts.writeWaitMs ?? 60_000;
@@ -523,6 +580,7 @@ export class DiskDataCache implements DataCache {
       dirSynced: true,
       tail: Promise.resolve(),
       active: 0,
+      mem: undefined,
     };
     this.setRanges(e, present, dirty);
     this.entries.set(ino, e);
@@ -561,6 +619,7 @@ export class DiskDataCache implements DataCache {
       dirSynced: true,
       tail: Promise.resolve(),
       active: 0,
+      mem: undefined,
     });
   }
 
@@ -592,31 +651,121 @@ export class DiskDataCache implements DataCache {
    * Write fetched bytes as clean data over the parts of [offset, offset+data.length) that are,
    * at the time of the write, below the size and not present (so never over dirty or newer bytes).
    * A fill for an inode that is not tracked (e.g. dropped meanwhile) is ignored.
+   *
+   * With `opts.onRelease`, the cache may keep `data` (not a copy) and serve reads of that range
+   * from it until it calls onRelease — exactly once, possibly before fill() returns: when the
+   * range has been read to its end, when it is written or truncated, when the entry goes, at
+   * close(), or at once when it does not keep it (only a range that was missing as a whole is
+   * kept; over the memory budget, the data kept longest is given back first). Kept data that the caller marked `aligned` is written with
+   * O_DIRECT (see DiskDataCacheOptions.directFill).
    */
-  async fill(ino: Ino, offset: number, data: Buffer): Promise<void> {
-    this.assertOpen('fill');
-    if (!isNonNegInt(offset) || offset + data.length > MAX_POS)
-      throw this.err('EINVAL', 'fill', ino, `invalid offset ${offset}`);
-    const e = this.entries.get(ino);
-    if (!e || data.length === 0) return;
-    let grew = false;
-    // Make room first (clean, unpinned data only): reads never wait, but they should not push
-    // the cache past its limit when something can be evicted.
-    if (this.usedBytes + data.length > this.limitBytes) this.evictFor(data.length);
-    await this.mutate(e, 'fill', 'ignore', async () => {
-      const want: ByteRange = { start: offset, end: Math.min(offset + data.length, e.size) };
-      const segs = missingRanges(want, e.present);
-      if (segs.length === 0) return;
-      await this.withFile(e, 'fill', async (fh) => {
-        for (const s of segs) await writeFully(fh, data.subarray(s.start - offset, s.end - offset), s.start);
+  async fill(ino: Ino, offset: number, data: Buffer, opts?: FillOptions): Promise<void> {
+    const release = opts?.onRelease;
+    let kept = false;
+    try {
+      this.assertOpen('fill');
+      if (!isNonNegInt(offset) || offset + data.length > MAX_POS)
+        throw this.err('EINVAL', 'fill', ino, `invalid offset ${offset}`);
+      const e = this.entries.get(ino);
+      if (!e || data.length === 0) return;
+      let grew = false;
+      // Make room first (clean, unpinned data only): reads never wait, but they should not push
+      // the cache past its limit when something can be evicted.
+      if (this.usedBytes + data.length > this.limitBytes) this.evictFor(data.length);
+      await this.mutate(e, 'fill', 'ignore', async () => {
+        const want: ByteRange = { start: offset, end: Math.min(offset + data.length, e.size) };
+        const segs = missingRanges(want, e.present);
+        if (segs.length === 0) return;
+        const keep =
+          release !== undefined &&
+          want.end === offset + data.length &&
+          segs.length === 1 &&
+          segs[0]!.start === offset &&
+          segs[0]!.end === want.end &&
+          data.length <= this.memLimit;
+        const direct = keep && this.direct && opts?.aligned === true && offset % DIRECT_ALIGN === 0;
+        await this.withFile(e, 'fill', async (fh) => {
+          if (direct) {
+            try {
+              await writeDirect(this.filePath(ino), fh, data, offset);
+              return;
+            } catch (err) {
+              if ((err as { code?: unknown } | null)?.code !== 'EINVAL') throw err;
+              this.direct = false;
+              const msg =
+                'datacache: the cache file system refuses O_DIRECT; fills go through the page cache';
+              this.log.info(msg, { dir: this.dataDir });
+            }
+          }
+          for (const s of segs)
+            await writeFully(fh, data.subarray(s.start - offset, s.end - offset), s.start);
+        });
+        this.setRanges(e, unionRanges(e.present, segs), e.dirty);
+        e.unsynced = unionRanges(e.unsynced, segs);
+        e.changed = true;
+        this.touch(e);
+        grew = true;
+        if (keep && release !== undefined && this.entries.get(ino) === e) {
+          // Over the budget, the data kept longest goes first (a reader that stopped halfway).
+          for (const [m, owner] of this.kept) {
+            if (this.memBytes + data.length <= this.memLimit) break;
+            this.dropMem(owner, m);
+          }
+          const m: MemSeg = { start: offset, end: want.end, buf: data, release };
+          (e.mem ??= []).push(m);
+          this.kept.set(m, e);
+          this.memBytes += data.length;
+          kept = true;
+        }
       });
-      this.setRanges(e, unionRanges(e.present, segs), e.dirty);
-      e.unsynced = unionRanges(e.unsynced, segs);
-      e.changed = true;
-      this.touch(e);
-      grew = true;
-    });
-    if (grew) await this.evictIfNeeded();
+      if (grew) await this.evictIfNeeded();
+    } finally {
+      if (!kept) release?.();
+    }
+  }
+
+  /** Copy [r.start, r.end) into `buf` from kept fill data when all of it is there (true). */
+  private readMem(e: Entry, r: ByteRange, buf: Buffer): boolean {
+    const mem = e.mem;
+    if (mem === undefined) return false;
+    let pos = r.start;
+    const used: MemSeg[] = [];
+    while (pos < r.end) {
+      const m = mem.find((x) => x.start <= pos && pos < x.end);
+      if (m === undefined) return false;
+      used.push(m);
+      pos = m.end;
+    }
+    for (const m of used) {
+      const from = Math.max(r.start, m.start);
+      const to = Math.min(r.end, m.end);
+      m.buf.copy(buf, from - r.start, from - m.start, to - m.start);
+      // Read to its end (sequential readers): the buffer goes back to its owner.
+      if (to === m.end) this.dropMem(e, m);
+    }
+    return true;
+  }
+
+  /** Give back kept fill data: `only` that segment, those overlapping `overlap`, or all. */
+  private dropMem(e: Entry, only?: MemSeg, overlap?: ByteRange): void {
+    const mem = e.mem;
+    if (mem === undefined) return;
+    const gone = mem.filter(
+      (m) =>
+        (only === undefined || m === only) &&
+        (overlap === undefined || (m.start < overlap.end && overlap.start < m.end)),
+    );
+    if (gone.length === 0) return;
+    e.mem = gone.length === mem.length ? undefined : mem.filter((m) => !gone.includes(m));
+    for (const m of gone) {
+      this.kept.delete(m);
+      this.memBytes -= m.buf.length;
+      try {
+        m.release();
+      } catch (err) {
+        this.log.error('datacache: releasing a fill buffer failed', { ino: e.ino, err });
+      }
+    }
   }
 
   async read(ino: Ino, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
@@ -628,12 +777,15 @@ export class DiskDataCache implements DataCache {
       throw this.err('EIO', 'read', ino, `inode ${ino}: bytes not in cache: ${fmtRanges(gaps)}`);
     }
     this.touch(e);
+    const n = want.end - want.start;
+    const buf = scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+    if (this.readMem(e, want, buf)) return buf;
     this.begin(e);
     try {
-      const n = want.end - want.start;
-      const buf =
-        scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
       await this.withFile(e, 'read', (fh) => readFully(fh, buf, want.start));
+      // Kept data this read went past (it was only partly in memory) is not needed any more.
+      if (e.mem !== undefined)
+        for (const m of [...e.mem]) if (m.start < want.end && m.end <= want.end) this.dropMem(e, m);
       return buf;
     } finally {
       this.end(e);
@@ -644,6 +796,8 @@ export class DiskDataCache implements DataCache {
     const e = this.need(ino, 'read');
     const want = this.clip(e, offset, length, 'read');
     if (want.end <= want.start || !e.hasFile || !containsRange(e.present, want)) return undefined;
+    // Kept fill data is read from memory (the file may not have it in the page cache).
+    if (e.mem?.some((m) => m.start < want.end && want.start < m.end)) return undefined;
     for (let d = this.deleting.get(e.ino); d !== undefined; d = this.deleting.get(e.ino)) await d;
     if (this.entries.get(e.ino) !== e) return undefined;
     this.touch(e);
@@ -906,6 +1060,7 @@ export class DiskDataCache implements DataCache {
         }
       }
     }
+    for (const e of this.entries.values()) this.dropMem(e);
     await Promise.all([...this.deleting.values()]);
     await this.handles.closeAll();
     this.state = 'closed';
@@ -963,6 +1118,7 @@ export class DiskDataCache implements DataCache {
    * over dirty data is still the newest local data).
    */
   private beforeOverwrite(e: Entry, r: ByteRange): void {
+    this.dropMem(e, undefined, r);
     const d = e.durable;
     if (!d) return;
     const clean = subtractRanges(d.present, d.dirty);
@@ -1101,6 +1257,7 @@ export class DiskDataCache implements DataCache {
 
   /** Remove the entry from memory and the index (synchronously) and delete its file (async). */
   private forget(e: Entry, removeRow: boolean): void {
+    this.dropMem(e);
     if (removeRow || e.durable) this.index.remove(e.ino);
     this.entries.delete(e.ino);
     this.setRanges(e, [], []);

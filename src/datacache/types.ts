@@ -42,6 +42,17 @@ export interface CacheUsage {
  * Concurrency: callers may issue overlapping operations on one inode; the cache serialises what
  * must be (range bookkeeping) and never serves bytes that are not present.
  */
+export interface FillOptions {
+  /**
+   * The caller lends `data` to the cache: it may keep it (no copy) and read from it instead of
+   * the cache file, and calls this exactly once when it no longer needs it (possibly before
+   * fill() returns; also when the fill fails). The caller must not change `data` until then.
+   */
+  onRelease?: () => void;
+  /** `data` starts on a page boundary (it may then be written with O_DIRECT). */
+  aligned?: boolean;
+}
+
 export interface DataCache {
   /** Start tracking an inode whose object has `size` bytes (no-op if an entry exists). */
   ensure(ino: Ino, size: number): void;
@@ -54,8 +65,12 @@ export interface DataCache {
    * missing) or one miss in usage(); internal checks (fetcher blocks, uploads) should pass false.
    */
   missing(ino: Ino, offset: number, length: number, opts?: { count?: boolean }): ByteRange[];
-  /** Store fetched bytes as clean data; bytes that are dirty or beyond the size are skipped. */
-  fill(ino: Ino, offset: number, data: Buffer): Promise<void>;
+  /**
+   * Store fetched bytes as clean data; bytes that are dirty or beyond the size are skipped. With
+   * `opts.onRelease` the cache may keep `data` itself to serve reads of the range from memory; it
+   * calls onRelease exactly once when it no longer uses it (see FillOptions).
+   */
+  fill(ino: Ino, offset: number, data: Buffer, opts?: FillOptions): Promise<void>;
   /** Read [offset, offset+length) clipped to the size; throws if any of it is not present. */
   read(ino: Ino, offset: number, length: number, scratch?: Buffer): Promise<Buffer>;
   /**

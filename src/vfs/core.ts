@@ -74,6 +74,11 @@ export interface CoreVfsOptions {
   cache: DataCache;
   store: ObjectStore;
   logger: Logger;
+  /**
+   * Allocates page-aligned buffers for large GETs (wired by the daemon from the io addon); the
+   * data cache may then write fetched data with O_DIRECT and serve the reads from the buffer.
+   */
+  allocAligned?: (size: number) => Buffer;
 }
 
 interface Handle {
@@ -126,7 +131,7 @@ export class CoreVfs implements Vfs {
       invalidate: (ev) => this.emit(ev),
     });
     // 128 KiB blocks: a random 4 KiB read fetches little; sequential runs merge into 8 MiB GETs.
-    this.fetcher = new Fetcher(this.cache, this.store, onErr, 128 << 10, 8 << 20, 16);
+    this.fetcher = new Fetcher(this.cache, this.store, onErr, 128 << 10, 8 << 20, 16, opts.allocAligned);
     this.remoteOps = new RemoteOps(this.meta, this.store, this.tree, this.cache, this.log);
     this.uploader = new Uploader(
       this.meta,

@@ -21,8 +21,13 @@ export interface RemoteSource {
   size: number;
 }
 
-/** How many GET buffers are kept for reuse (4 x 8 MiB by default). */
+/** Large GETs in flight at once per share (each in its own pooled buffer). */
 const GET_BUF_POOL = 4;
+/**
+ * Pooled GET buffers kept for reuse: the ones in flight plus those the data cache keeps to serve
+ * the reads that follow (FillOptions.onRelease; 64 MiB = 8 x 8 MiB by default).
+ */
+const GET_BUF_KEEP = 12;
 /** GETs at least this long use a pooled buffer. */
 const POOLED_GET_MIN = 2 << 20;
 
@@ -36,6 +41,10 @@ export class Fetcher {
    */
   private readonly bufs: Buffer[] = [];
 
+  /**
+   * @param allocAligned allocates page-aligned GET buffers (the io addon's alignedBuffer); the
+   *   data cache may then write them with O_DIRECT. Without it, Buffer.allocUnsafeSlow.
+   */
   constructor(
     private readonly cache: DataCache,
     private readonly store: ObjectStore,
@@ -43,6 +52,7 @@ export class Fetcher {
     readonly blockSize = 1 << 20,
     private readonly maxGetBytes = 8 << 20,
     parallel = 16,
+    private readonly allocAligned?: (size: number) => Buffer,
   ) {
     this.limiter = new Limiter(parallel);
     this.bigLimiter = new Limiter(Math.min(parallel, GET_BUF_POOL));
@@ -119,8 +129,12 @@ export class Fetcher {
     const len = end - start;
     const scratch =
       len >= POOLED_GET_MIN && len <= this.maxGetBytes
-        ? (this.bufs.pop() ?? Buffer.allocUnsafeSlow(this.maxGetBytes))
+        ? (this.bufs.pop() ??
+          (this.allocAligned
+            ? this.allocAligned(this.maxGetBytes)
+            : Buffer.allocUnsafeSlow(this.maxGetBytes)))
         : undefined;
+    let lent = false;
     try {
       let data: Buffer;
       try {
@@ -133,9 +147,24 @@ export class Fetcher {
       } catch (e) {
         throw this.onBackendError('get', src.key, e);
       }
-      if (data.length > 0) await this.cache.fill(src.ino, start, data);
+      if (data.length === 0) return;
+      if (scratch === undefined || data.buffer !== scratch.buffer) {
+        await this.cache.fill(src.ino, start, data);
+        return;
+      }
+      // The pooled buffer is lent to the data cache, which reads the range from it until it gives
+      // it back (the reader that asked for this range comes next).
+      lent = true;
+      await this.cache.fill(src.ino, start, data, {
+        aligned: this.allocAligned !== undefined && data.byteOffset === scratch.byteOffset,
+        onRelease: () => this.giveBack(scratch),
+      });
     } finally {
-      if (scratch !== undefined && this.bufs.length < GET_BUF_POOL) this.bufs.push(scratch);
+      if (scratch !== undefined && !lent) this.giveBack(scratch);
     }
+  }
+
+  private giveBack(buf: Buffer): void {
+    if (this.bufs.length < GET_BUF_KEEP) this.bufs.push(buf);
   }
 }

@@ -7,6 +7,7 @@ import type { ByteRange, Ino } from '../../src/core/types.js';
 import { DiskDataCache, type DiskDataCacheOptions } from '../../src/datacache/disk-cache.js';
 import type { Logger } from '../../src/log/index.js';
 import { MemoryCacheIndex } from '../helpers/memory-cache-index.js';
+import { ioAddon } from '../../src/adapters/nfs/sendfile.js';
 
 interface LogLine {
   level: string;
@@ -202,6 +203,167 @@ describe('DiskDataCache: fill', () => {
     await c.fill(1, 2, B('abcdef'));
     expect(c.missing(1, 0, 10)).toEqual([R(0, 2)]);
     expect(await fileSize(c, 1)).toBe(4);
+  });
+});
+
+describe('DiskDataCache: fill data kept in memory (onRelease)', () => {
+  const MiB = 1 << 20;
+  const pattern = (n: number, seed: number): Buffer => {
+    const b = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+    return b;
+  };
+  /** Overwrite the cache file behind the cache's back: a read that still returns `want` came from memory. */
+  const scribble = async (c: DiskDataCache, ino: Ino, at: number, n: number): Promise<void> => {
+    const fh = await fsp.open(c.filePath(ino), 'r+');
+    await fh.write(Buffer.alloc(n, 0xee), 0, n, at);
+    await fh.close();
+  };
+
+  it('serves reads from the lent buffer and gives it back once when read to its end; the file has the bytes', async () => {
+    const c = await mkCache();
+    c.ensure(1, 2 * MiB + 1000);
+    const data = pattern(2 * MiB + 1000, 7);
+    let released = 0;
+    await c.fill(1, 0, data, { onRelease: () => released++ });
+    expect(released).toBe(0);
+    // The cache file holds the bytes (a later read of them after the buffer is back needs them).
+    expect((await fsp.readFile(c.filePath(1))).equals(data)).toBe(true);
+    await scribble(c, 1, 0, 2 * MiB);
+    expect((await c.read(1, 0, MiB)).equals(data.subarray(0, MiB))).toBe(true);
+    expect((await c.read(1, MiB, 4096)).equals(data.subarray(MiB, MiB + 4096))).toBe(true);
+    expect(released).toBe(0);
+    // borrow() lends no file range while the bytes are in memory.
+    expect(await c.borrow(1, 0, MiB)).toBeUndefined();
+    expect((await c.read(1, MiB, MiB + 1000)).equals(data.subarray(MiB))).toBe(true);
+    expect(released).toBe(1);
+    // From now on the (scribbled) file is read.
+    expect((await c.read(1, 0, 16)).equals(Buffer.alloc(16, 0xee))).toBe(true);
+    expect(released).toBe(1);
+  });
+
+  it('a write or truncate over a kept range, a drop and close() give the buffer back; reads see the new bytes', async () => {
+    const c = await mkCache();
+    const rel = [0, 0, 0, 0];
+    for (const ino of [1, 2, 3, 4]) {
+      c.ensure(ino, MiB);
+      await c.fill(ino, 0, pattern(MiB, ino), { onRelease: () => rel[ino - 1]!++ });
+    }
+    await c.write(1, 100, B('new bytes'));
+    expect(rel[0]).toBe(1);
+    expect(
+      (await c.read(1, 96, 16)).equals(
+        Buffer.concat([
+          pattern(MiB, 1).subarray(96, 100),
+          B('new bytes'),
+          pattern(MiB, 1).subarray(109, 112),
+        ]),
+      ),
+    ).toBe(true);
+    await c.truncate(2, 1000);
+    expect(rel[1]).toBe(1);
+    expect((await c.read(2, 0, MiB)).equals(pattern(MiB, 2).subarray(0, 1000))).toBe(true);
+    await c.drop(3);
+    expect(rel[2]).toBe(1);
+    expect(rel[3]).toBe(0);
+    await closeCache(c);
+    expect(rel).toEqual([1, 1, 1, 1]);
+  });
+
+  it('keeps nothing when part of the range is present already or the budget is used up', async () => {
+    const c = await mkCache({ memoryBytes: MiB });
+    c.ensure(1, MiB);
+    await c.write(1, 10, B('dirty'));
+    let released = 0;
+    await c.fill(1, 0, pattern(MiB, 1), { onRelease: () => released++ });
+    expect(released).toBe(1);
+    expect(
+      (await c.read(1, 8, 9)).equals(
+        Buffer.concat([pattern(MiB, 1).subarray(8, 10), B('dirty'), pattern(MiB, 1).subarray(15, 17)]),
+      ),
+    ).toBe(true);
+    // Budget of one MiB: a second kept fill pushes out the first (kept longest).
+    c.ensure(2, 2 * MiB);
+    const r2 = [0, 0];
+    await c.fill(2, 0, pattern(MiB, 2), { onRelease: () => r2[0]!++ });
+    await c.fill(2, MiB, pattern(MiB, 3), { onRelease: () => r2[1]!++ });
+    expect(r2).toEqual([1, 0]);
+    // A read partly in memory comes from the file, and gives back what it went past.
+    expect((await c.read(2, 0, 2 * MiB)).equals(Buffer.concat([pattern(MiB, 2), pattern(MiB, 3)]))).toBe(
+      true,
+    );
+    expect(r2).toEqual([1, 1]);
+    // More than the whole budget is never kept.
+    c.ensure(3, 2 * MiB);
+    let r3 = 0;
+    await c.fill(3, 0, pattern(2 * MiB, 4), { onRelease: () => r3++ });
+    expect(r3).toBe(1);
+  });
+
+  it('a fill that fails gives the buffer back, and one for an untracked inode too', async () => {
+    const c = await mkCache();
+    let released = 0;
+    await c.fill(9, 0, pattern(4096, 1), { onRelease: () => released++ });
+    expect(released).toBe(1);
+    await closeCache(c);
+    await expect(c.fill(9, 0, pattern(4096, 1), { onRelease: () => released++ })).rejects.toThrow();
+    expect(released).toBe(2);
+  });
+
+  it('aligned buffers are written with O_DIRECT (page cache untouched), an odd tail through the page cache', async () => {
+    const io = ioAddon();
+    if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
+      throw new Error('bucketgate_io addon not built (npm ci builds it)');
+    const c = await mkCache();
+    const n = 4 * MiB + 1000;
+    c.ensure(1, n);
+    const data = io.alignedBuffer(n);
+    pattern(n, 5).copy(data);
+    let released = 0;
+    await c.fill(1, 0, data, { aligned: true, onRelease: () => released++ });
+    expect((await fsp.readFile(c.filePath(1))).subarray(0, n).equals(pattern(n, 5))).toBe(true);
+    // A second inode, not read through the file: sendFileNow (cachestat) finds none of its
+    // direct-written range in the page cache.
+    c.ensure(2, 4 * MiB);
+    const d2 = io.alignedBuffer(4 * MiB);
+    pattern(4 * MiB, 6).copy(d2);
+    await c.fill(2, 0, d2, { aligned: true, onRelease: () => released++ });
+    const fd = await fsp.open(c.filePath(2), 'r');
+    try {
+      expect(io.sendFileNow(0x7fffffff, Buffer.alloc(0), fd.fd, 0, 4 * MiB, 0)).toBeUndefined();
+    } finally {
+      await fd.close();
+    }
+    expect((await c.read(2, 0, 4 * MiB)).equals(pattern(4 * MiB, 6))).toBe(true);
+    expect(released).toBe(1);
+    // After a restart the bytes come from the file.
+    await closeCache(c);
+    expect(released).toBe(2);
+    const c2 = await mkCache();
+    expect((await c2.read(2, 0, 4 * MiB)).equals(pattern(4 * MiB, 6))).toBe(true);
+  });
+
+  it('with directFill off (shares exported by NFS) kept fills go through the page cache', async () => {
+    const io = ioAddon();
+    if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
+      throw new Error('bucketgate_io addon not built (npm ci builds it)');
+    const c = await mkCache({ directFill: false });
+    c.ensure(1, 4 * MiB);
+    const data = io.alignedBuffer(4 * MiB);
+    pattern(4 * MiB, 8).copy(data);
+    let released = 0;
+    await c.fill(1, 0, data, { aligned: true, onRelease: () => released++ });
+    expect(released).toBe(0);
+    const fd = await fsp.open(c.filePath(1), 'r');
+    try {
+      // All cached: sendFileNow tries to send (to a descriptor that is not a socket) instead of
+      // declining.
+      expect(io.sendFileNow(0x7fffffff, Buffer.alloc(0), fd.fd, 0, 4 * MiB, 0)).toBeDefined();
+    } finally {
+      await fd.close();
+    }
+    expect((await c.read(1, 0, 4 * MiB)).equals(pattern(4 * MiB, 8))).toBe(true);
+    expect(released).toBe(1);
   });
 });
 
@@ -781,6 +943,15 @@ describe('DiskDataCache: randomized against a model', () => {
         c.ensure(ino, size);
       }
 
+      // Half of the fills lend their buffer (kept in memory, served from it); each must come
+      // back exactly once by the end.
+      const releases: number[] = [];
+      const lendingFill = (ino: Ino, off: number, data: Buffer): Promise<void> => {
+        if (rand() < 0.5) return c.fill(ino, off, data);
+        const id = releases.push(0) - 1;
+        return c.fill(ino, off, Buffer.from(data), { onRelease: () => releases[id]!++ });
+      };
+
       type Op =
         | { kind: 'write'; off: number; data: Buffer }
         | { kind: 'truncate'; size: number }
@@ -806,7 +977,7 @@ describe('DiskDataCache: randomized against a model', () => {
           return c.truncate(ino, op.size);
         }
         m.fill(op.off, op.len);
-        return c.fill(ino, op.off, m.remote.subarray(op.off, op.off + op.len));
+        return lendingFill(ino, op.off, m.remote.subarray(op.off, op.off + op.len));
       };
 
       const check = async (): Promise<void> => {
@@ -912,7 +1083,7 @@ describe('DiskDataCache: randomized against a model', () => {
           expect(miss).toEqual(m.missing(off, len));
           for (const r of miss) {
             m.fill(r.start, r.end - r.start);
-            await c.fill(ino, r.start, m.remote.subarray(r.start, r.end));
+            await lendingFill(ino, r.start, m.remote.subarray(r.start, r.end));
           }
           const got = await c.read(ino, off, len);
           const end = Math.max(off, Math.min(off + len, m.size));
@@ -937,6 +1108,9 @@ describe('DiskDataCache: randomized against a model', () => {
         }
         await check();
       }
+      await closeCache(c);
+      expect(releases.length).toBeGreaterThan(20);
+      expect(releases.every((n) => n === 1)).toBe(true);
     },
   );
 });

@@ -38,6 +38,11 @@ export interface IoAddon {
    * Linux 6.5+): then use sendFile. Optional (tests may wrap only sendFile).
    */
   sendFileNow?(...args: SendArgs): [number, number, boolean] | undefined;
+  /**
+   * A Buffer of `size` bytes starting on a 2 MiB boundary, advised for transparent huge pages
+   * (a few page faults instead of one per 4 KiB) and usable for O_DIRECT. Optional.
+   */
+  alignedBuffer?(size: number): Buffer;
 }
 
 function isAddon(m: unknown): m is IoAddon {
