@@ -243,7 +243,11 @@ describe('page cache', () => {
     // fincore -nb: resident bytes, pages, size, file.
     const [resident, , size] = (await sh(`fincore -nb '${mnt}/data/f.bin'`)).trim().split(/\s+/);
     expect(size).toBe(String(8 << 20));
-    expect(resident).toBe(String(8 << 20));
+    // The bug this guards against dropped the whole file (0 bytes resident). A few pages may be
+    // missing for a reason outside the daemon: virtual machines may reclaim clean page cache
+    // proactively (the test VM runs DAMON with a `pageout` scheme on unmapped file pages: a
+    // kernel trace of a run that missed 9 pages showed kdamond removing them).
+    expect(Number(resident)).toBeGreaterThanOrEqual((8 << 20) * 0.9);
     expect(await d.stop()).toBe(0);
   });
 });
