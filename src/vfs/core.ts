@@ -97,6 +97,11 @@ interface Handle {
 const READAHEAD_MIN = 1 << 20;
 const READAHEAD_MAX = 64 << 20;
 const DIR_COOKIE_VERIFIER = 1n;
+/**
+ * Entries past a readdir page whose metadata (HEAD) loading starts with it: enough to keep the
+ * tree's 32 HEADs in flight while the reader asks for the next pages.
+ */
+const READDIR_PREFETCH = 256;
 
 export class CoreVfs implements Vfs {
   readonly readOnly: boolean;
@@ -534,13 +539,12 @@ export class CoreVfs implements Vfs {
   async readdir(cred: Cred, ino: Ino, cookie: bigint, limit: number): Promise<ReaddirResult> {
     const d = await this.dir(cred, ino, 'readdir', R_OK);
     await this.tree.ensureListed(d, { prefetch: true });
-    const rows = this.meta.children(ino, cookie, limit + 1);
+    const rows = this.meta.children(ino, cookie, limit + READDIR_PREFETCH);
     const page = rows.slice(0, limit);
     // Metadata of entries seen only in a listing is loaded in parallel (bounded) for this page,
-    // and prefetched for the rest of the directory.
-    this.tree.prefetchMeta(
-      this.meta.children(ino, page[page.length - 1]?.cookie ?? cookie, 2000).map((r) => r.node),
-    );
+    // and prefetched for the entries that follow (a window, not the rest of the directory: a
+    // large directory is read in many small pages, and each would otherwise go over all of it).
+    this.tree.prefetchMeta(rows.map((r) => r.node));
     const entries = await Promise.all(
       page.map(async (r) => {
         const n = r.node.metaLoaded ? r.node : await this.tree.ensureMeta(r.node).catch(() => undefined);

@@ -452,7 +452,8 @@ export class RemoteTree {
   /** Start loading metadata of many nodes in the background (listing prefetch). */
   prefetchMeta(nodes: NodeRow[]): void {
     for (const n of nodes) {
-      if (!n.metaLoaded) this.ensureMeta(n).catch(() => undefined);
+      // A HEAD already queued or in flight needs no second waiter.
+      if (!n.metaLoaded && !this.heads.has(n.ino)) this.ensureMeta(n).catch(() => undefined);
     }
   }
 

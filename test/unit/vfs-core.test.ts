@@ -691,6 +691,35 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(store2.callCount('head')).toBeLessThan(5);
   });
 
+  it('readdir loads metadata for its page first, then for a window past it, not the whole directory', async () => {
+    const store = new MemoryObjectStore();
+    for (let i = 0; i < 1000; i++) store.seed(`d/f${String(i).padStart(4, '0')}`, Buffer.from('x'));
+    store.seed('d/', Buffer.alloc(0));
+    const t = await mk({ store });
+    const d = await t.vfs.lookup(R, ROOT_INO, 'd');
+    // A lookup in it lists the directory without loading the entries' metadata.
+    await t.vfs.lookup(R, d.ino, 'f0007');
+    await sleep(20);
+    const heads: string[] = [];
+    const head = store.head.bind(store);
+    store.head = async (key, signal) => {
+      heads.push(key);
+      return head(key, signal);
+    };
+    const r = await t.vfs.readdir(R, d.ino, 0n, 10);
+    expect(r.entries.map((e) => e.name)).toEqual(
+      Array.from({ length: 10 }, (_, i) => `f${String(i).padStart(4, '0')}`),
+    );
+    // f0007 was loaded by its lookup; the page's other nine are the first HEADs sent.
+    expect(heads.slice(0, 9).sort()).toEqual(
+      r.entries.map((e) => `d/${e.name}`).filter((k) => k !== 'd/f0007'),
+    );
+    await sleep(50);
+    expect(heads.length).toBeGreaterThan(100);
+    expect(heads.length).toBeLessThan(300);
+    expect(new Set(heads).size).toBe(heads.length);
+  });
+
   it('readdir pages with stable cookies', async () => {
     const t = await mk();
     for (let i = 0; i < 25; i++) await writeFile(t.vfs, ROOT_INO, `f${i}`, String(i));
