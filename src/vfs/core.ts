@@ -92,6 +92,8 @@ interface Handle {
   seqRun: number;
   /** How far read-ahead has been scheduled. */
   raEnd: number;
+  /** Where the fetcher's read-ahead window ends (blocks before it are fetched or in flight). */
+  raFetched: number;
 }
 
 const READAHEAD_MIN = 1 << 20;
@@ -677,6 +679,7 @@ export class CoreVfs implements Vfs {
       lastReadEnd: -1,
       seqRun: 0,
       raEnd: 0,
+      raFetched: 0,
     };
     const fh = this.nextFh++;
     this.handles.set(fh, h);
@@ -769,7 +772,10 @@ export class CoreVfs implements Vfs {
     const len = Math.min(length, n.size - offset);
     // Read-ahead grows while the handle reads sequentially; random reads fetch only their blocks.
     if (offset === h.lastReadEnd) h.seqRun++;
-    else h.seqRun = 0;
+    else {
+      h.seqRun = 0;
+      h.raFetched = 0;
+    }
     h.lastReadEnd = offset + len;
     if (!this.cache.has(n.ino)) this.cache.ensure(n.ino, n.size);
     const ra = h.seqRun > 1 ? Math.min(READAHEAD_MAX, READAHEAD_MIN * 2 ** Math.min(h.seqRun - 2, 6)) : 0;
@@ -780,12 +786,17 @@ export class CoreVfs implements Vfs {
       if (n.remoteKey === null)
         throw new FsError('EIO', 'read', this.tree.pathOf(n.ino), { message: 'cached data lost' });
       h.raEnd = Math.max(h.raEnd, offset + len + ra);
-      await this.fetcher.ensure(
-        { ino: n.ino, key: n.remoteKey, etag: n.etag, size: Math.min(n.remoteSize ?? n.size, n.size) },
-        offset,
-        len,
-        ra,
-      );
+      const src = {
+        ino: n.ino,
+        key: n.remoteKey,
+        etag: n.etag,
+        size: Math.min(n.remoteSize ?? n.size, n.size),
+      };
+      const wait = this.fetcher.ensure(src, offset, len);
+      // The window before raFetched was scheduled by this handle's earlier reads: only what lies
+      // past it is scheduled now.
+      if (ra > 0) h.raFetched = this.fetcher.readahead(src, offset + len, ra, h.raFetched);
+      await wait;
     }
     return { ino: n.ino, len };
   }

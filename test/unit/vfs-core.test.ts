@@ -15,6 +15,7 @@ import {
 } from '../../src/core/types.js';
 import { decodePosixMeta } from '../../src/objectstore/posix-meta.js';
 import type { CoreVfs } from '../../src/vfs/core.js';
+import { Fetcher } from '../../src/vfs/fetcher.js';
 import { MemoryObjectStore } from '../helpers/memory-objectstore.js';
 import { createTestVfs, type TestVfs } from '../helpers/vfs-fixture.js';
 
@@ -579,6 +580,40 @@ describe('CoreVfs over the in-memory object store', () => {
     const small = sizes.filter((n) => n < 8 << 20);
     expect(small.length).toBeLessThanOrEqual(8);
     expect(sizes.slice(8).every((n) => n === 8 << 20)).toBe(true);
+  });
+
+  it('read-ahead schedules only past the end of the window it scheduled before', async () => {
+    const { store, t } = await bigObject('ra.bin', 32);
+    const a = await t.vfs.lookup(R, ROOT_INO, 'ra.bin');
+    t.cache.ensure(a.ino, 32 << 20);
+    const ranges: string[] = [];
+    const orig = store.getRange.bind(store);
+    store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      ranges.push(`${args[1] >> 20}-${args[2] >> 20}`);
+      return orig(...args);
+    };
+    const f = new Fetcher(t.cache, store, (op, key) => new FsError('EIO', op, key), 128 << 10, 8 << 20, 16);
+    const src = { ino: a.ino, key: 'ra.bin', etag: null, size: 32 << 20 };
+    // A 16 MiB window after a read ending at 1 MiB ends on the 8 MiB GET boundary at 16 MiB.
+    let end = f.readahead(src, 1 << 20, 16 << 20);
+    expect(end).toBe(16 << 20);
+    // The reader moves on by 1 MiB: the window is where it was, nothing is looked at again.
+    end = f.readahead(src, 2 << 20, 16 << 20, end);
+    expect(end).toBe(16 << 20);
+    // Past the next GET boundary: only the new part is scheduled.
+    end = f.readahead(src, 9 << 20, 16 << 20, end);
+    expect(end).toBe(24 << 20);
+    await sleep(50);
+    expect(ranges).toEqual(['1-9', '9-16', '16-24']);
+    // Blocks before `from` are taken as scheduled: a window the cache lost is not fetched again
+    // by read-ahead (a reader's own reads still fetch what they miss).
+    await t.cache.drop(a.ino);
+    t.cache.ensure(a.ino, 32 << 20);
+    expect(f.readahead(src, 10 << 20, 16 << 20, end)).toBe(24 << 20);
+    await sleep(20);
+    expect(ranges).toHaveLength(3);
+    await f.ensure(src, 10 << 20, 1 << 20);
+    expect(ranges).toEqual(['1-9', '9-16', '16-24', '10-11']);
   });
 
   it('enforces permissions with the caller credentials', async () => {
