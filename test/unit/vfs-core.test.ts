@@ -72,6 +72,15 @@ async function seeded(name: string, data: Buffer): Promise<Seeded> {
   return { store, data, t: await mk({ store }) };
 }
 
+/** A gateway over a directory `d` of `n` one-byte objects f0000, f0001, ... (d looked up). */
+async function dirOfFiles(n: number): Promise<{ store: MemoryObjectStore; t: TestVfs; d: { ino: number } }> {
+  const store = new MemoryObjectStore();
+  for (let i = 0; i < n; i++) store.seed(`d/f${String(i).padStart(4, '0')}`, Buffer.from('x'));
+  store.seed('d/', Buffer.alloc(0));
+  const t = await mk({ store });
+  return { store, t, d: await t.vfs.lookup(R, ROOT_INO, 'd') };
+}
+
 /** `mib` MiB, each 4 KiB block numbered. */
 async function bigObject(name: string, mib: number): Promise<Seeded> {
   const data = Buffer.alloc(mib * 1024 * 1024);
@@ -696,11 +705,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('a first readdir loads the metadata of a listed page while the next page is being listed', async () => {
-    const store = new MemoryObjectStore();
-    for (let i = 0; i < 1500; i++) store.seed(`d/f${String(i).padStart(4, '0')}`, Buffer.from('x'));
-    store.seed('d/', Buffer.alloc(0));
-    const t = await mk({ store });
-    const d = await t.vfs.lookup(R, ROOT_INO, 'd');
+    const { store, t, d } = await dirOfFiles(1500);
     let headsDuringPage2 = -1;
     const list = store.list.bind(store);
     store.list = async (prefix, opts = {}) => {
@@ -727,11 +732,7 @@ describe('CoreVfs over the in-memory object store', () => {
   });
 
   it('readdir loads metadata for its page first, then for a window past it, not the whole directory', async () => {
-    const store = new MemoryObjectStore();
-    for (let i = 0; i < 1000; i++) store.seed(`d/f${String(i).padStart(4, '0')}`, Buffer.from('x'));
-    store.seed('d/', Buffer.alloc(0));
-    const t = await mk({ store });
-    const d = await t.vfs.lookup(R, ROOT_INO, 'd');
+    const { store, t, d } = await dirOfFiles(1000);
     // A lookup in it lists the directory without loading the entries' metadata.
     await t.vfs.lookup(R, d.ino, 'f0007');
     await sleep(20);
