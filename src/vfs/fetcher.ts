@@ -59,14 +59,12 @@ export class Fetcher {
   }
 
   /**
-   * Ensure [offset, offset+length) is present (clipped to the remote size), and start fetching
-   * `readahead` further bytes in the background.
+   * Ensure [offset, offset+length) is present (clipped to the remote size). The blocks are
+   * scheduled before this returns its promise (read-ahead scheduled after it queues behind them).
    */
-  async ensure(src: RemoteSource, offset: number, length: number, readahead = 0): Promise<void> {
+  async ensure(src: RemoteSource, offset: number, length: number): Promise<void> {
     const end = Math.min(offset + length, src.size);
-    const wait = end > offset ? this.schedule(src, offset, end) : [];
-    if (readahead > 0) this.readahead(src, end, readahead);
-    await Promise.all(wait);
+    await Promise.all(end > offset ? this.schedule(src, offset, end) : []);
   }
 
   /**

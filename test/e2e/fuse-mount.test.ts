@@ -233,22 +233,33 @@ describe('mount errors are clear', () => {
 
 describe('page cache', () => {
   it('a file read once right after its directory was first listed is reread from the page cache', async () => {
-    const mnt = join(E.work, 'mnt-pc');
-    await E.client.send(
-      new PutObjectCommand({ Bucket: 'test', Key: 'pc/data/f.bin', Body: Buffer.alloc(8 << 20, 9) }),
-    );
-    const d = await mount('s3://test/pc', mnt, join(E.work, 'cache-pc'), []);
-    // No ls or stat first: the open's path walk is what lists data/ for the first time.
-    await sh(`sync; echo 3 > /proc/sys/vm/drop_caches; cat '${mnt}/data/f.bin' > /dev/null`);
-    // fincore -nb: resident bytes, pages, size, file.
-    const [resident, , size] = (await sh(`fincore -nb '${mnt}/data/f.bin'`)).trim().split(/\s+/);
-    expect(size).toBe(String(8 << 20));
-    // The bug this guards against dropped the whole file (0 bytes resident). A few pages may be
-    // missing for a reason outside the daemon: virtual machines may reclaim clean page cache
-    // proactively (the test VM runs DAMON with a `pageout` scheme on unmapped file pages: a
-    // kernel trace of a run that missed 9 pages showed kdamond removing them).
-    expect(Number(resident)).toBeGreaterThanOrEqual((8 << 20) * 0.9);
-    expect(await d.stop()).toBe(0);
+    // Resident bytes of the file after one cold `cat`, on a fresh mount whose path walk to it
+    // lists data/ for the first time (no ls or stat first).
+    const residentAfterFirstRead = async (attempt: number): Promise<number> => {
+      const mnt = join(E.work, `mnt-pc${attempt}`);
+      await E.client.send(
+        new PutObjectCommand({
+          Bucket: 'test',
+          Key: `pc${attempt}/data/f.bin`,
+          Body: Buffer.alloc(8 << 20, 9),
+        }),
+      );
+      const d = await mount(`s3://test/pc${attempt}`, mnt, join(E.work, `cache-pc${attempt}`), []);
+      await sh(`sync; echo 3 > /proc/sys/vm/drop_caches; cat '${mnt}/data/f.bin' > /dev/null`);
+      // fincore -nb: resident bytes, pages, size, file.
+      const [resident, , size] = (await sh(`fincore -nb '${mnt}/data/f.bin'`)).trim().split(/\s+/);
+      expect(size).toBe(String(8 << 20));
+      expect(await d.stop()).toBe(0);
+      return Number(resident);
+    };
+    // The bug this guards against dropped the whole file (0 bytes resident). Virtual machines may
+    // also reclaim a few clean pages on their own: the test VM runs DAMON with a `pageout` scheme
+    // on unmapped file pages (a kernel trace of a run that missed 9 of 2048 pages showed kdamond
+    // removing them, in about 1 of 30 runs under load). Such a scattered loss, and only that, gets
+    // one more attempt on a fresh mount; every page must be resident in one of the two.
+    let resident = await residentAfterFirstRead(1);
+    if (resident < 8 << 20 && resident >= (8 << 20) * 0.9) resident = await residentAfterFirstRead(2);
+    expect(resident).toBe(8 << 20);
   });
 });
 
