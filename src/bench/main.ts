@@ -149,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
   const notes: string[] = [];
 
   // ---- tools
-  const needed: Tool[] = [TOOLS.fusermount!];
+  const needed: Tool[] = [TOOLS.fusermount!, TOOLS.strace!];
   if (want('s3fs')) needed.push(TOOLS.s3fs!);
   if (want('rclone-writes') || want('rclone-full')) needed.push(TOOLS.rclone!);
   if (want('bg-nfs') || want('ganesha')) needed.push(TOOLS.libnfs!);
@@ -230,6 +230,7 @@ export async function main(argv: string[]): Promise<number> {
     rec,
     files: { big, bigMd5, nfs, nfsMd5, tar },
     log,
+    probes: [],
   };
   const profileDir = opts.profile
     ? join(opts.out, `profiles-${startedAt.toISOString().replace(/[:.]/g, '-')}`)
@@ -294,9 +295,10 @@ export async function main(argv: string[]): Promise<number> {
     params,
     versions,
     rows,
-    targets: evaluateTargets(rows, params),
+    targets: evaluateTargets(rows, params, ctx.probes),
     skipped,
     notes,
+    fsyncProbes: ctx.probes,
   };
   const problems = validateResults(results);
   if (problems.length > 0) throw new Error(`results do not match the schema: ${problems.join('; ')}`);

@@ -91,6 +91,16 @@ export interface TargetResult {
   met: boolean | null;
 }
 
+/** What a system's fsync did (fsync-probe.ts), outside the timed runs. */
+export interface FsyncProbe {
+  system: SystemId;
+  /** Sync calls (fsync, fdatasync, ...) the daemon made for the probe's `dd conv=fsync`. */
+  syncCalls: number | null;
+  /** The object was in the bucket, whole, as soon as the fsync returned. */
+  inBucket: boolean | null;
+  error?: string;
+}
+
 export interface Machine {
   nproc: number;
   memTotalMiB: number;
@@ -128,6 +138,8 @@ export interface BenchResults {
   /** Systems or workloads left out, and why. */
   skipped: Array<{ what: string; reason: string }>;
   notes: string[];
+  /** One per FUSE system (absent in results of older versions). */
+  fsyncProbes?: FsyncProbe[];
 }
 
 const SYSTEM_IDS = new Set<string>(SYSTEMS.map((s) => s.id));
@@ -248,5 +260,20 @@ export function validateResults(doc: unknown): string[] {
   }
   if (!Array.isArray(doc.notes) || doc.notes.some((n) => typeof n !== 'string'))
     errs.push('notes: not an array of strings');
+  if (doc.fsyncProbes !== undefined) {
+    if (!Array.isArray(doc.fsyncProbes)) errs.push('fsyncProbes: not an array');
+    else {
+      doc.fsyncProbes.forEach((p: unknown, i: number) => {
+        const w = `fsyncProbes[${i}]`;
+        if (!isObj(p)) return void errs.push(`${w}: not an object`);
+        if (typeof p.system !== 'string' || !SYSTEM_IDS.has(p.system)) errs.push(`${w}.system: unknown`);
+        if (!(p.syncCalls === null || (typeof p.syncCalls === 'number' && p.syncCalls >= 0)))
+          errs.push(`${w}.syncCalls: not a non-negative number or null`);
+        if (!(p.inBucket === null || typeof p.inBucket === 'boolean'))
+          errs.push(`${w}.inBucket: not a boolean or null`);
+        if (p.error !== undefined && typeof p.error !== 'string') errs.push(`${w}.error: not a string`);
+      });
+    }
+  }
   return errs;
 }

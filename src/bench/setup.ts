@@ -24,6 +24,7 @@ export const TOOLS: Record<string, Tool> = {
   libnfs: { name: 'libnfs-utils', bin: 'nfs-cat', packages: ['libnfs-utils'] },
   ganesha: { name: 'nfs-ganesha', bin: 'ganesha.nfsd', packages: ['nfs-ganesha', 'nfs-ganesha-vfs'] },
   rpcbind: { name: 'rpcbind', bin: 'rpcbind', packages: ['rpcbind'] },
+  strace: { name: 'strace', bin: 'strace', packages: ['strace'] },
 };
 
 export async function has(bin: string): Promise<boolean> {

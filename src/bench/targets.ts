@@ -6,6 +6,7 @@
 import {
   BUCKETGATE_SYSTEMS,
   FUSE_PEERS,
+  type FsyncProbe,
   systemLabel,
   type Params,
   type Row,
@@ -13,6 +14,7 @@ import {
   type TargetResult,
   type WorkloadId,
 } from './schema.js';
+import { notDurable } from './fsync-probe.js';
 import { fmtRatio, fmtSeconds, maxOf, ratio } from './stats.js';
 
 export const RSS_LIMIT_MIB = 300;
@@ -53,7 +55,28 @@ function missingText(...names: string[]): string {
   return `not measured (${names.join(', ')} missing)`;
 }
 
-export function evaluateTargets(rows: readonly Row[], params: Params): TargetResult[] {
+/**
+ * When rclone's fsync was seen to return before the data was durable while bucketgate's synced
+ * (fsync-probe.ts), the write figures do not compare like for like: say so, with the local
+ * directory (the same write with a real fsync on the same disk) for scale.
+ */
+function writeCaveat(rows: readonly Row[], probes: readonly FsyncProbe[]): string {
+  const theirs = probes.find((p) => p.system === 'rclone-writes');
+  const ours = probes.find((p) => p.system === 'bg-cache');
+  if (!notDurable(theirs) || ours?.syncCalls == null || ours.syncCalls === 0) return '';
+  const local = medianOf(rows, 'local', 'write');
+  return (
+    `; not like for like: rclone writes' fsync made no sync call and left no object in the bucket, ` +
+    `bucketgate's made ${ours.syncCalls}` +
+    (local === null ? '' : ` (local directory with its fsync: ${fmtSeconds(local)} s)`)
+  );
+}
+
+export function evaluateTargets(
+  rows: readonly Row[],
+  params: Params,
+  probes: readonly FsyncProbe[] = [],
+): TargetResult[] {
   const out: TargetResult[] = [];
   const bg: SystemId = 'bg-cache';
   const t = (id: string, description: string, measured: string, met: boolean | null): void => {
@@ -123,7 +146,7 @@ export function evaluateTargets(rows: readonly Row[], params: Params): TargetRes
       'write (cache mode) faster than rclone writes mode',
       r === null
         ? missingText('write')
-        : `${fmtRatio(r)} (bucketgate ${fmtSeconds(ours)} s, rclone writes ${fmtSeconds(rw)} s)`,
+        : `${fmtRatio(r)} (bucketgate ${fmtSeconds(ours)} s, rclone writes ${fmtSeconds(rw)} s)${writeCaveat(rows, probes)}`,
       r === null ? null : r > 1.0,
     );
     const inb = medianOf(rows, bg, 'write-in-bucket');

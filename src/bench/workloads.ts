@@ -5,17 +5,19 @@
  * times its own loop (small-file creation, random reads), while the daemon's and s3rver's peak
  * RSS and CPU time are read from /proc.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { UsageWindow, waitIdle, type Usage } from './proc.js';
 import type { Recorder, Sample } from './recorder.js';
-import type { Params, SystemId, WorkloadId } from './schema.js';
+import { countSyncCalls, describeProbe, PROBE_BYTES, SYNC_CALLS } from './fsync-probe.js';
+import type { FsyncProbe, Params, SystemId, WorkloadId } from './schema.js';
 import type { BenchS3 } from './s3rver.js';
 import {
   getAll,
   getRanged,
   getSmall,
+  head,
   MiB,
   multipartFile,
   putFile,
@@ -24,7 +26,7 @@ import {
   waitObject,
 } from './sdk.js';
 import type { FsSystem } from './systems.js';
-import { dropCaches, errText, now, run, sleep } from './util.js';
+import { dropCaches, errText, now, run, sleep, startDaemon } from './util.js';
 
 export interface DataFiles {
   /** The big file (bigBytes of random data) and its MD5. */
@@ -46,6 +48,8 @@ export interface BenchCtx {
   rec: Recorder;
   files: DataFiles;
   log: (msg: string) => void;
+  /** fsync probes of the FUSE systems (first repetition). */
+  probes: FsyncProbe[];
 }
 
 /** Bucket keys of the shared read-only data (written once through the SDK). */
@@ -260,6 +264,15 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
         await rm(join(wdir, name), { force: true });
       });
 
+      if (verify && remote) {
+        const pid = fs.pid();
+        if (pid !== undefined) {
+          const probe = await probeFsync(ctx, sys, pid, wdir);
+          ctx.probes.push(probe);
+          ctx.log(`  ${sys} ${describeProbe(probe)}`);
+        }
+      }
+
       const cdir = join(wdir, `c-r${rep}`);
       const created = await step(ctx, sys, ['create-small', 'create-small-in-bucket'], async () => {
         await mkdir(cdir, { recursive: true });
@@ -382,4 +395,47 @@ export async function fsRep(ctx: BenchCtx, fs: FsSystem, rep: number, verify: bo
 export async function seedSdkData(ctx: BenchCtx): Promise<void> {
   // The big object and the ls directory are written by the SDK limit runs; the NFS object here.
   await putFile(ctx.client, ctx.bucket, KEY_NFS, ctx.files.nfs, ctx.params.nfsBytes);
+}
+
+/** strace attaches to every thread of the daemon; give it this long before the probe's write. */
+const ATTACH_MS = 1500;
+
+/**
+ * The fsync probe (fsync-probe.ts), outside the timed runs: `dd conv=fsync` of PROBE_BYTES into
+ * `dir` while strace records the daemon's sync calls, then a HEAD of the object at once.
+ */
+async function probeFsync(ctx: BenchCtx, sys: SystemId, pid: number, dir: string): Promise<FsyncProbe> {
+  const name = 'fsync-probe.bin';
+  const traceFile = join(ctx.work, `strace-${sys}.txt`);
+  const tracer = startDaemon('strace', 'strace', [
+    '-f',
+    '-qq',
+    '-e',
+    `trace=${SYNC_CALLS.join(',')}`,
+    '-o',
+    traceFile,
+    '-p',
+    String(pid),
+  ]);
+  try {
+    await sleep(ATTACH_MS);
+    if (!tracer.running()) throw new Error(`strace ended: ${tracer.output().trim().slice(-300)}`);
+    await run(
+      'dd',
+      ['if=/dev/zero', `of=${join(dir, name)}`, 'bs=1M', `count=${PROBE_BYTES / MiB}`, 'conv=fsync', 'status=none'],
+      { timeoutMs: OP_TIMEOUT_MS },
+    );
+    const obj = await head(ctx.client, ctx.bucket, `${writePrefix(sys)}${name}`);
+    await sleep(300);
+    await tracer.stop('SIGINT', 10_000);
+    const syncCalls = countSyncCalls(await readFile(traceFile, 'utf8'));
+    return { system: sys, syncCalls, inBucket: obj !== null && obj.size === PROBE_BYTES };
+  } catch (e) {
+    return { system: sys, syncCalls: null, inBucket: null, error: errText(e).split('\n')[0] ?? '' };
+  } finally {
+    await tracer.stop('SIGINT', 10_000);
+    await rm(traceFile, { force: true });
+    await rm(join(dir, name), { force: true }).catch(() => undefined);
+    await waitIdle(pid);
+  }
 }

@@ -5,6 +5,8 @@ import { Recorder } from '../../src/bench/recorder.js';
 import { BEGIN, END, buildTables, mergeDoc, renderMarkdown, renderText } from '../../src/bench/report.js';
 import { RESULTS_SCHEMA, validateResults, type BenchResults, type Row } from '../../src/bench/schema.js';
 import { bestPeer, evaluateTargets } from '../../src/bench/targets.js';
+import { countSyncCalls, describeProbe, notDurable } from '../../src/bench/fsync-probe.js';
+import type { FsyncProbe } from '../../src/bench/schema.js';
 
 const usage = (rss: number, cpu: number): { peakRssMiB: number; cpuSeconds: number } => ({
   peakRssMiB: rss,
@@ -294,5 +296,64 @@ describe('cpuprofile summary', () => {
     expect(shortUrl('file:///a/b/node_modules/@x/y/z.js')).toBe('@x/y/z.js');
     expect(shortUrl('file:///work/main/src/vfs/core.ts')).toBe('src/vfs/core.ts');
     expect(shortUrl('node:internal/fs')).toBe('node:internal/fs');
+  });
+});
+
+describe('fsync probe', () => {
+  const probes: FsyncProbe[] = [
+    { system: 'bg-cache', syncCalls: 2, inBucket: false },
+    { system: 'bg-wt', syncCalls: 0, inBucket: true },
+    { system: 'rclone-writes', syncCalls: 0, inBucket: false },
+    { system: 's3fs', syncCalls: null, inBucket: null, error: 'strace ended' },
+  ];
+  it('counts sync calls in strace -f output, split calls once', () => {
+    const trace = [
+      '4711  fdatasync(23)                     = 0',
+      '4712  fsync(24 <unfinished ...>',
+      '4711  sync_file_range(23, 0, 8388608, SYNC_FILE_RANGE_WRITE) = 0',
+      '4712  <... fsync resumed>)              = 0',
+      '4713  syncfs(5)                          = 0',
+      '4713  msync(0x7f00, 4096, MS_SYNC)       = 0',
+      '4714  +++ exited with 0 +++',
+      '4715  my_fsync_wrapper_not_a_call',
+    ].join('\n');
+    expect(countSyncCalls(trace)).toBe(5);
+    expect(countSyncCalls('')).toBe(0);
+  });
+  it('a fsync is not durable only with no sync call and no object', () => {
+    expect(probes.map((p) => notDurable(p))).toEqual([false, false, true, false]);
+    expect(notDurable(undefined)).toBe(false);
+    expect(describeProbe(probes[2]!)).toContain('returned before the data was durable');
+    expect(describeProbe(probes[0]!)).toContain('2 sync call(s)');
+    expect(describeProbe(probes[3]!)).toContain('probe failed: strace ended');
+  });
+  it('the write target says when the comparison is not like for like', () => {
+    const rows = sampleRows();
+    const withProbes = evaluateTargets(rows, doc(rows).params, probes).find((t) => t.id === 'write-vs-rclone-writes')!;
+    expect(withProbes.measured).toContain("not like for like: rclone writes' fsync made no sync call");
+    expect(withProbes.met).toBe(true); // the verdict stays the issue's rule
+    const without = evaluateTargets(rows, doc(rows).params).find((t) => t.id === 'write-vs-rclone-writes')!;
+    expect(without.measured).not.toContain('like for like');
+    const durable = probes.map((p) => (p.system === 'rclone-writes' ? { ...p, syncCalls: 1 } : p));
+    expect(
+      evaluateTargets(rows, doc(rows).params, durable).find((t) => t.id === 'write-vs-rclone-writes')!.measured,
+    ).not.toContain('like for like');
+  });
+  it('is in the document, validated, and in both reports', () => {
+    const d = { ...doc(sampleRows()), fsyncProbes: probes };
+    expect(validateResults(JSON.parse(JSON.stringify(d)))).toEqual([]);
+    expect(validateResults({ ...d, fsyncProbes: [{ system: 'zfs', syncCalls: -1, inBucket: 'x' }] })).toEqual(
+      expect.arrayContaining([
+        'fsyncProbes[0].system: unknown',
+        'fsyncProbes[0].syncCalls: not a non-negative number or null',
+        'fsyncProbes[0].inBucket: not a boolean or null',
+      ]),
+    );
+    for (const out of [renderText(d), renderMarkdown(d)]) {
+      expect(out).toContain('fsync probe');
+      expect(out).toMatch(/rclone[^\n]*writes[^\n]*\bNO\b/);
+      expect(out).toContain('probe failed: strace ended');
+    }
+    expect(renderText(doc(sampleRows()))).not.toContain('fsync probe');
   });
 });
