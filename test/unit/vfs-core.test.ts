@@ -625,6 +625,71 @@ describe('CoreVfs over the in-memory object store', () => {
     expect(ranges).toEqual(['1-9', '9-16', '16-24', '10-11']);
   });
 
+  it('random reads fetch their blocks, then the whole file once they have missed as often as whole-file GETs would take', async () => {
+    const { store, data, t } = await bigObject('rand.bin', 32); // 4 GETs of 8 MiB
+    const gets: Array<[number, number]> = [];
+    const orig = store.getRange.bind(store);
+    store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      gets.push([args[1], args[2]]);
+      return orig(...args);
+    };
+    const a = await t.vfs.lookup(R, ROOT_INO, 'rand.bin');
+    const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+    const at = [3, 29, 11, 17, 7, 23].map((m) => m * 1024 * 1024 + 4096);
+    const readAt = async (off: number): Promise<void> => {
+      expect((await t.vfs.read(fh, off, 4096)).equals(data.subarray(off, off + 4096))).toBe(true);
+    };
+    // Three misses: one 128 KiB block each, nothing more.
+    for (const off of at.slice(0, 3)) await readAt(off);
+    expect(gets).toEqual(at.slice(0, 3).map((off) => [off - 4096, off - 4096 + (128 << 10)]));
+    // The fourth miss (max(4, 32 MiB / 8 MiB)) also schedules the rest of the file in large GETs.
+    await readAt(at[3]!);
+    for (let i = 0; i < 200 && t.cache.missing(a.ino, 0, data.length, { count: false }).length > 0; i++)
+      await sleep(10);
+    expect(t.cache.missing(a.ino, 0, data.length, { count: false })).toEqual([]);
+    const after = gets.slice(4);
+    expect(after.length).toBeGreaterThan(0);
+    expect(after.every(([s, e]) => e - s <= 8 << 20)).toBe(true);
+    expect(gets.reduce((n, [s, e]) => n + e - s, 0)).toBe(data.length); // every byte once
+    for (const off of at.slice(4)) await readAt(off);
+    expect(gets.length).toBe(4 + after.length); // later reads hit the cache
+    await t.vfs.release(fh);
+  });
+
+  it('a few random reads of a small file, or a sequential read, do not fetch the whole file', async () => {
+    const { store, data, t } = await bigObject('few.bin', 6); // one 8 MiB GET would bring it all
+    const got: number[] = [];
+    const orig = store.getRange.bind(store);
+    store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      got.push(args[2] - args[1]);
+      return orig(...args);
+    };
+    const a = await t.vfs.lookup(R, ROOT_INO, 'few.bin');
+    // Three misses in separate opens (like `file` or a thumbnailer reading a header and a
+    // trailer): one block each, below the minimum of four misses.
+    for (const off of [0, 5 << 20, 2 << 20]) {
+      const fh = await t.vfs.open(R, a.ino, O_RDONLY);
+      expect((await t.vfs.read(fh, off, 4096)).equals(data.subarray(off, off + 4096))).toBe(true);
+      await t.vfs.release(fh);
+    }
+    await sleep(50);
+    expect(got).toEqual([128 << 10, 128 << 10, 128 << 10]);
+    // A short sequential read of another file fetches what its read-ahead asks for, not 64 MiB.
+    const big = await bigObject('seqhead.bin', 64);
+    let bytes = 0;
+    const orig2 = big.store.getRange.bind(big.store);
+    big.store.getRange = async (...args: Parameters<MemoryObjectStore['getRange']>) => {
+      bytes += args[2] - args[1];
+      return orig2(...args);
+    };
+    const b = await big.t.vfs.lookup(R, ROOT_INO, 'seqhead.bin');
+    const fh = await big.t.vfs.open(R, b.ino, O_RDONLY);
+    for (let off = 0; off < 512 << 10; off += 128 << 10) await big.t.vfs.read(fh, off, 128 << 10);
+    await big.t.vfs.release(fh);
+    await sleep(50);
+    expect(bytes).toBeLessThan(8 << 20);
+  });
+
   it('enforces permissions with the caller credentials', async () => {
     const t = await mk();
     const d = await t.vfs.mkdir(R, ROOT_INO, 'shared', 0o777);
