@@ -39,7 +39,7 @@ import type { ObjectStore } from '../objectstore/types.js';
 import { ObjectStoreError } from '../objectstore/types.js';
 import { DIR_CONTENT_TYPE, encodePosixMeta } from '../objectstore/posix-meta.js';
 import { inGroup, permits, stickyAllows } from './access.js';
-import { Fetcher } from './fetcher.js';
+import { Fetcher, type RemoteSource } from './fetcher.js';
 import { RemoteTree, type DiffSummary, type ShareDefaults } from './tree.js';
 import type { Fh, InvalidateEvent, ReaddirResult, Vfs } from './types.js';
 import { randomBytes } from 'node:crypto';
@@ -829,7 +829,7 @@ export class CoreVfs implements Vfs {
   }
 
   /** A random read missed the cache: count it, and fetch the whole file when it is time. */
-  private randomMiss(src: { ino: Ino; key: string; etag: string | null; size: number }): void {
+  private randomMiss(src: RemoteSource): void {
     if (src.size > Math.min(WHOLE_FETCH_MAX, this.cache.space().limitBytes / 8)) return;
     const misses = (this.randomMisses.get(src.ino) ?? 0) + 1;
     if (misses < Math.max(WHOLE_FETCH_MISSES, Math.ceil(src.size / FETCH_GET_MAX))) {

@@ -10,7 +10,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, isMounted, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
@@ -260,6 +260,43 @@ describe('page cache', () => {
     let resident = await residentAfterFirstRead(1);
     if (resident < 8 << 20 && resident >= (8 << 20) * 0.9) resident = await residentAfterFirstRead(2);
     expect(resident).toBe(8 << 20);
+  });
+});
+
+describe('random reads', () => {
+  it('random 4 KiB reads of a cold file read the right bytes, and enough misses bring the whole file', async () => {
+    // 24 MiB = 3 GETs of 8 MiB: the whole-file fetch starts at the 4th random miss.
+    const data = Buffer.alloc(24 << 20);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const src = join(E.work, 'rand-src.bin');
+    await writeFile(src, data);
+    await E.client.send(new PutObjectCommand({ Bucket: 'test', Key: 'rand/r.bin', Body: data }));
+    const mnt = join(E.work, 'mnt-rand');
+    const cache = join(E.work, 'cache-rand');
+    const d = await mount('s3://test/rand', mnt, cache, []);
+    await sh('sync; echo 3 > /proc/sys/vm/drop_caches');
+    // 40 reads at scattered 4 KiB offsets, each compared with the source; then every byte.
+    const prog = String.raw`
+const fs = require('fs');
+const [a, b] = [fs.openSync(process.argv[1], 'r'), fs.openSync(process.argv[2], 'r')];
+const x = Buffer.alloc(4096), y = Buffer.alloc(4096);
+const blocks = fs.fstatSync(b).size / 4096;
+for (let i = 0; i < 40; i++) {
+  const off = ((i * 2971 + 13) % blocks) * 4096;
+  if (fs.readSync(a, x, 0, 4096, off) !== 4096) throw new Error('short read at ' + off);
+  fs.readSync(b, y, 0, 4096, off);
+  if (!x.equals(y)) throw new Error('wrong bytes at ' + off);
+}
+console.log('ok');`;
+    expect((await sh(`node -e "$P" '${mnt}/r.bin' '${src}'`, { env: { P: prog } })).trim()).toBe('ok');
+    // The rest of the file arrives in the background: the cache file fills up to its size.
+    const cached = async (): Promise<number> =>
+      Number((await sh(`du -s --block-size=1 '${cache}/data' | cut -f1`)).trim());
+    for (let i = 0; i < 100 && (await cached()) < data.length; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await cached()).toBeGreaterThanOrEqual(data.length);
+    await sh(`cmp '${mnt}/r.bin' '${src}'`);
+    expect(await d.stop()).toBe(0);
   });
 });
 
