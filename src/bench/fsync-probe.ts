@@ -29,7 +29,11 @@ export function describeProbe(p: FsyncProbe): string {
   if (p.error !== undefined) return `fsync probe failed: ${p.error}`;
   const calls = p.syncCalls === null ? 'sync calls not counted' : `${p.syncCalls} sync call(s) by the daemon`;
   const bucket =
-    p.inBucket === null ? 'bucket not checked' : p.inBucket ? 'object in the bucket' : 'object not in the bucket';
+    p.inBucket === null
+      ? 'bucket not checked'
+      : p.inBucket
+        ? 'object in the bucket'
+        : 'object not in the bucket';
   const verdict = notDurable(p) ? ': its fsync returned before the data was durable' : '';
   return `fsync of ${PROBE_BYTES / 1024 / 1024} MiB: ${calls}, ${bucket} when it returned${verdict}`;
 }

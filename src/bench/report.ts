@@ -195,7 +195,12 @@ function rowNotes(res: BenchResults): string[] {
     );
 }
 
-const PROBE_HEADERS = ['system', 'sync calls by the daemon', 'object in the bucket', 'durable when fsync returned'];
+const PROBE_HEADERS = [
+  'system',
+  'sync calls by the daemon',
+  'object in the bucket',
+  'durable when fsync returned',
+];
 
 /** The fsync probes as table rows (fsync-probe.ts). */
 function probeRows(res: BenchResults): string[][] {

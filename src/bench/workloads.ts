@@ -422,7 +422,14 @@ async function probeFsync(ctx: BenchCtx, sys: SystemId, pid: number, dir: string
     if (!tracer.running()) throw new Error(`strace ended: ${tracer.output().trim().slice(-300)}`);
     await run(
       'dd',
-      ['if=/dev/zero', `of=${join(dir, name)}`, 'bs=1M', `count=${PROBE_BYTES / MiB}`, 'conv=fsync', 'status=none'],
+      [
+        'if=/dev/zero',
+        `of=${join(dir, name)}`,
+        'bs=1M',
+        `count=${PROBE_BYTES / MiB}`,
+        'conv=fsync',
+        'status=none',
+      ],
       { timeoutMs: OP_TIMEOUT_MS },
     );
     const obj = await head(ctx.client, ctx.bucket, `${writePrefix(sys)}${name}`);

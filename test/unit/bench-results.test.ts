@@ -329,14 +329,17 @@ describe('fsync probe', () => {
   });
   it('the write target says when the comparison is not like for like', () => {
     const rows = sampleRows();
-    const withProbes = evaluateTargets(rows, doc(rows).params, probes).find((t) => t.id === 'write-vs-rclone-writes')!;
+    const withProbes = evaluateTargets(rows, doc(rows).params, probes).find(
+      (t) => t.id === 'write-vs-rclone-writes',
+    )!;
     expect(withProbes.measured).toContain("not like for like: rclone writes' fsync made no sync call");
     expect(withProbes.met).toBe(true); // the verdict stays the issue's rule
     const without = evaluateTargets(rows, doc(rows).params).find((t) => t.id === 'write-vs-rclone-writes')!;
     expect(without.measured).not.toContain('like for like');
     const durable = probes.map((p) => (p.system === 'rclone-writes' ? { ...p, syncCalls: 1 } : p));
     expect(
-      evaluateTargets(rows, doc(rows).params, durable).find((t) => t.id === 'write-vs-rclone-writes')!.measured,
+      evaluateTargets(rows, doc(rows).params, durable).find((t) => t.id === 'write-vs-rclone-writes')!
+        .measured,
     ).not.toContain('like for like');
   });
   it('is in the document, validated, and in both reports', () => {
