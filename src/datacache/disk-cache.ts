@@ -95,10 +95,12 @@ export interface DiskDataCacheOptions {
    */
   memoryBytes?: number;
   /**
-   * Write fills whose buffers the caller marked aligned (`FillOptions.aligned`) and that are kept in
-   * memory with O_DIRECT (default true). Such data is read from memory, so copying it into the
-   * page cache as well only costs CPU and memory; on a file system without O_DIRECT (tmpfs
-   * before Linux 6.6, some network file systems) the first refusal turns it off.
+   * Write fills whose buffers the caller marked aligned (`FillOptions.aligned`) with O_DIRECT when
+   * they are kept in memory or not lent at all (default true). Kept data is read from memory, so
+   * copying it into the page cache as well only costs CPU and memory. A caller that does not lend
+   * aligned data fetched it ahead of a reader that will read little of it soon (the fetcher's
+   * whole-file fetch for random reads). On a file system without O_DIRECT (tmpfs before Linux
+   * 6.6, some network file systems) the first refusal turns it off.
    */
   directFill?: boolean;
   /**
@@ -683,7 +685,11 @@ export class DiskDataCache implements DataCache {
           segs[0]!.start === offset &&
           segs[0]!.end === want.end &&
           data.length <= this.memLimit;
-        const direct = keep && this.direct && opts?.aligned === true && offset % DIRECT_ALIGN === 0;
+        const direct =
+          (keep || release === undefined) &&
+          this.direct &&
+          opts?.aligned === true &&
+          offset % DIRECT_ALIGN === 0;
         await this.withFile(e, 'fill', async (fh) => {
           if (direct) {
             try {

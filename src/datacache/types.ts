@@ -49,7 +49,10 @@ export interface FillOptions {
    * fill() returns; also when the fill fails). The caller must not change `data` until then.
    */
   onRelease?: () => void;
-  /** `data` starts on a page boundary (it may then be written with O_DIRECT). */
+  /**
+   * `data` starts on a page boundary: it may then be written with O_DIRECT, bypassing the page
+   * cache (when the cache keeps it to serve reads, or when it is not lent: see directFill).
+   */
   aligned?: boolean;
 }
 

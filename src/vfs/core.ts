@@ -839,7 +839,7 @@ export class CoreVfs implements Vfs {
       return;
     }
     this.randomMisses.delete(src.ino);
-    this.fetcher.readahead(src, 0, src.size);
+    this.fetcher.fetchRest(src);
   }
 
   async write(fh: Fh, offset: number, data: Buffer): Promise<number> {

@@ -354,6 +354,25 @@ describe('DiskDataCache: fill data kept in memory (onRelease)', () => {
     expect((await c2.read(2, 0, 4 * MiB)).equals(pattern(4 * MiB, 6))).toBe(true);
   });
 
+  it('aligned fills that are not lent are written with O_DIRECT too (page cache untouched); with directFill off through it', async () => {
+    const io = ioAddon();
+    if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
+      throw new Error('bucketgate_io addon not built (npm ci builds it)');
+    for (const directFill of [true, false]) {
+      const c = await mkCache({ directFill });
+      c.ensure(3, 4 * MiB);
+      const data = io.alignedBuffer(4 * MiB);
+      pattern(4 * MiB, 9).copy(data);
+      await c.fill(3, 0, data, { aligned: true });
+      // Not kept: the caller may reuse the buffer at once.
+      data.fill(0);
+      expect(await allCached(c.filePath(3), 4 * MiB)).toBe(!directFill);
+      expect((await c.read(3, 0, 4 * MiB)).equals(pattern(4 * MiB, 9))).toBe(true);
+      expect((await fsp.readFile(c.filePath(3))).equals(pattern(4 * MiB, 9))).toBe(true);
+      await closeCache(c);
+    }
+  });
+
   it('with directFill off (shares exported by NFS) kept fills go through the page cache', async () => {
     const io = ioAddon();
     if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
