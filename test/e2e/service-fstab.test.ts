@@ -7,6 +7,7 @@
  * is up, leaves the daemon running detached, and reports the daemon's error with status 32.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -149,6 +150,56 @@ describe('mount.fuse.bucketgate', () => {
     const notdir = await run(HELPER, ['s3://test/x', join(work, 'nope'), '-o', opts('two')]);
     expect(notdir.code).toBe(32);
     expect(notdir.stderr).toMatch(/does not exist \(create it with mkdir -p\)/);
+  });
+
+  it('runs the Node that built the native modules (recorded by npm ci) when no node is on the PATH, else the usual one', async () => {
+    // A copy of the helper in a tree of its own, whose build/node-path names a wrapper around
+    // this Node (as the record of an nvm install would: on no PATH that mount(8) gives).
+    const app = join(work, 'app');
+    await mkdir(join(app, 'bin'), { recursive: true });
+    await mkdir(join(app, 'build'), { recursive: true });
+    await writeFile(join(app, 'bin', 'mount.fuse.bucketgate'), await readFile(HELPER), { mode: 0o755 });
+    await symlink(join(ROOT, 'dist'), join(app, 'dist'));
+    const marker = join(work, 'wrapper-used');
+    const wrapper = join(work, 'recorded-node');
+    await writeFile(wrapper, `#!/bin/sh\necho "$@" > '${marker}'\nexec '${process.execPath}' "$@"\n`, {
+      mode: 0o755,
+    });
+    await writeFile(join(app, 'build', 'node-path'), `${wrapper}\n`);
+    const mnt = join(work, 'mnt-node');
+    await mkdir(mnt, { recursive: true });
+    // A PATH with the tools the helper uses and no node.
+    const tools = join(work, 'tools');
+    await mkdir(tools, { recursive: true });
+    for (const tool of ['dirname', 'readlink', 'cat'])
+      await symlink((await pexec('/bin/sh', ['-c', `command -v ${tool}`])).stdout.trim(), join(tools, tool));
+    const { BUCKETGATE_NODE: _, ...rest } = env;
+    const noNodeEnv = { ...rest, PATH: tools };
+    const args = [
+      join(app, 'bin', 'mount.fuse.bucketgate'),
+      's3://test/x',
+      mnt,
+      '-f',
+      '-v',
+      '-o',
+      opts('node'),
+    ];
+    const r = await pexec('/bin/sh', args, { env: noNodeEnv, timeout: 90_000 });
+    expect(r.stderr).toMatch(/would run .* mount s3:\/\/test\/x/);
+    expect(await readFile(marker, 'utf8')).toMatch(/mount-helper\.js s3:\/\/test\/x/);
+    // A record whose Node is gone (uninstalled): the helper falls back to /usr/bin/node and the
+    // like instead of failing.
+    await rm(marker);
+    await writeFile(join(app, 'build', 'node-path'), `${join(work, 'no-such-node')}\n`);
+    const fallback = await pexec('/bin/sh', args, { env: noNodeEnv, timeout: 90_000 }).catch(
+      (e: { code?: number; stderr?: string }) => ({ stderr: `exit ${e.code}: ${e.stderr}` }),
+    );
+    if (existsSync('/usr/bin/node') || existsSync('/usr/local/bin/node')) {
+      expect(fallback.stderr).toMatch(/would run .* mount s3:\/\/test\/x/);
+    } else {
+      expect(fallback.stderr).toMatch(/node \(>= 20\) not found/);
+    }
+    expect(existsSync(marker)).toBe(false);
   });
 
   it('works through util-linux mount: mount -t, mount -T FSTAB TARGET and mount -a', async (ctx) => {
