@@ -39,4 +39,7 @@ if [ "$stale" = 1 ]; then
   echo "setup: building the native addons (node-gyp)"
   npm run install --silent >/dev/null
 fi
+# The Node the native modules are built for, which the mount helper runs (bin/mount.fuse.bucketgate;
+# npm ci records it, a tree installed before that did not).
+[ -f build/node-path ] || node -e "require('fs').writeFileSync('build/node-path', process.execPath + '\n')"
 npm run build --silent
