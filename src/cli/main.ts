@@ -2,6 +2,7 @@
  * The `bucketgate` command (see docs/CLI.md and ../shared/docs/cli.md).
  * Exit status: 0 success, 1 the operation failed (message on stderr), 2 usage error.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
@@ -31,8 +32,21 @@ const USAGE = `usage:
   bucketgate flush   MOUNTPOINT|SHARE [--timeout DURATION]      wait until every dirty byte is uploaded
   bucketgate backup  MOUNTPOINT|SHARE FILE                      online copy of the share's metadata database
   bucketgate demo [--dir DIR]                                   embedded S3 server + mounted share
+  bucketgate version                                            versions of bucketgate and Node
 
 Run "bucketgate mount --help" for the mount options (docs/CLI.md lists them all).`;
+
+/** The version in package.json (this file is dist/cli/main.js, two levels below it). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 function fail(msg: string, code = 1): never {
   process.stderr.write(`bucketgate: ${msg}\n`);
@@ -128,7 +142,8 @@ async function cmdBackup(args: string[]): Promise<void> {
   const dir = adminDir(args);
   const target = args.shift();
   const dest = args.shift();
-  if (!target || !dest || args.length > 0) throw new UsageError('usage: bucketgate backup MOUNTPOINT|SHARE FILE');
+  if (!target || !dest || args.length > 0)
+    throw new UsageError('usage: bucketgate backup MOUNTPOINT|SHARE FILE');
   const sock = await resolveAdminSocket(dir, target);
   const r = await adminCall(sock, { cmd: 'backup', dest: resolve(dest) });
   if (!r.ok) fail(r.error ?? 'backup failed');
@@ -242,6 +257,11 @@ export async function main(argv: string[]): Promise<void> {
         return await cmdBackup(rest);
       case 'demo':
         return await cmdDemo(rest);
+      case 'version':
+      case '--version':
+      case '-V':
+        process.stdout.write(`bucketgate ${packageVersion()} (Node ${process.version})\n`);
+        return;
       case '--help':
       case '-h':
       case 'help':
