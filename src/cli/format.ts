@@ -4,9 +4,14 @@ import type { ShareStatus } from '../daemon/share.js';
 
 export function formatStatus(raw: unknown): string {
   const s = raw as ShareStatus;
+  const d = (raw as Partial<ShareStatus>).daemon;
   const lines = [
     `share        ${s.name}  (${s.url}, mode ${s.mode})`,
     `mountpoint   ${s.mountpoint ?? '-'}`,
+    // A daemon started before an upgrade may be older than this command and not report itself.
+    d !== undefined
+      ? `daemon       bucketgate ${d.version}, Node ${d.node}, pid ${d.pid}, share started ${d.startedAt}`
+      : 'daemon       an older bucketgate that does not report its version (restart the share to update it)',
     `cache        ${formatSize(s.cache.usedBytes)} used of ${formatSize(s.cache.limitBytes)}` +
       (s.cache.hitRatio !== null ? `, hit ratio ${(s.cache.hitRatio * 100).toFixed(1)} %` : ''),
     `dirty        ${s.cache.dirtyFiles} files, ${formatSize(s.cache.dirtyBytes)}`,

@@ -2,7 +2,6 @@
  * The `bucketgate` command (see docs/CLI.md and ../shared/docs/cli.md).
  * Exit status: 0 success, 1 the operation failed (message on stderr), 2 usage error.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
@@ -23,6 +22,7 @@ import { formatStatus } from './format.js';
 import { cmdServe } from '../daemon/serve.js';
 import { notifyFailed } from '../daemon/notify.js';
 import { takeServiceFlags } from './service-flags.js';
+import { bucketgateVersion } from '../core/version.js';
 
 const USAGE = `usage:
   bucketgate mount s3://BUCKET[/PREFIX] MOUNTPOINT [options]   one share, in the foreground
@@ -35,18 +35,6 @@ const USAGE = `usage:
   bucketgate version                                            versions of bucketgate and Node
 
 Run "bucketgate mount --help" for the mount options (docs/CLI.md lists them all).`;
-
-/** The version in package.json (this file is dist/cli/main.js, two levels below it). */
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 function fail(msg: string, code = 1): never {
   process.stderr.write(`bucketgate: ${msg}\n`);
@@ -260,7 +248,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'version':
       case '--version':
       case '-V':
-        process.stdout.write(`bucketgate ${packageVersion()} (Node ${process.version})\n`);
+        process.stdout.write(`bucketgate ${bucketgateVersion()} (Node ${process.version})\n`);
         return;
       case '--help':
       case '-h':

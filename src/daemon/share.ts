@@ -18,8 +18,11 @@ import { ioAddon } from '../adapters/nfs/sendfile.js';
 import { createHash } from 'node:crypto';
 import { RefreshScheduler, type RefreshResult } from '../sync/scheduler.js';
 import { StartupError, checkBucket, checkFuseDevice, checkMountpoint, lockCacheDir } from './preflight.js';
+import { bucketgateVersion } from '../core/version.js';
 
 export interface ShareStatus {
+  /** The daemon serving the share: its bucketgate and Node versions, pid, and when the share started. */
+  daemon: { version: string; node: string; pid: number; startedAt: string };
   name: string;
   url: string;
   mode: ShareConfig['mode'];
@@ -68,6 +71,7 @@ export class Share {
   private stopping: Promise<void> | undefined;
   private scheduler: RefreshScheduler | undefined;
   private readonly unmountListeners: Array<() => void> = [];
+  private readonly startedAtMs = Date.now();
 
   private constructor(
     readonly config: ShareConfig,
@@ -222,6 +226,8 @@ export class Share {
       }
       log.info('share started', {
         share: config.name,
+        version: bucketgateVersion(),
+        node: process.version,
         url: config.url,
         mode: config.mode,
         mountpoint: mountpoint ?? null,
@@ -276,6 +282,12 @@ export class Share {
     const up = this.vfs.uploadStats();
     const lookups = u.hits + u.misses;
     return {
+      daemon: {
+        version: bucketgateVersion(),
+        node: process.version,
+        pid: process.pid,
+        startedAt: new Date(this.startedAtMs).toISOString(),
+      },
       name: this.config.name,
       url: this.config.url,
       mode: this.config.mode,

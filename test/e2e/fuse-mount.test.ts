@@ -10,10 +10,10 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, isMounted, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
+import { cli, isMounted, ROOT, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
 import { e2eEnv } from '../helpers/e2e-env.js';
 
 const E = e2eEnv('bg-e2e-');
@@ -144,8 +144,17 @@ describe.each(['write-through', 'cache'] as const)('FUSE mount end to end (%s mo
       expect(f.code).toBe(0);
       const st = await cli(['status', mnt, '--json', '--admin-dir', join(E.work, 'run')]);
       expect(st.code).toBe(0);
-      const status = JSON.parse(st.stdout) as { uploads: { queued: number }; cache: { dirtyFiles: number } };
+      const status = JSON.parse(st.stdout) as {
+        uploads: { queued: number };
+        cache: { dirtyFiles: number };
+        daemon: { version: string; node: string; pid: number; startedAt: string };
+      };
       expect(status.uploads.queued).toBe(0);
+      // Which daemon serves the share (after an upgrade: is it still the old code?).
+      const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+      expect(status.daemon).toMatchObject({ version: pkg.version, node: process.version });
+      expect(status.daemon.pid).toBe(d.proc.pid);
+      expect(Date.parse(status.daemon.startedAt)).toBeLessThanOrEqual(Date.now());
     }
 
     // The bucket, through the S3 API
