@@ -678,14 +678,17 @@ export class DiskDataCache implements DataCache {
         const want: ByteRange = { start: offset, end: Math.min(offset + data.length, e.size) };
         const segs = missingRanges(want, e.present);
         if (segs.length === 0) return;
-        const keep =
-          release !== undefined &&
+        // Only a range that is missing as a whole, below the size, is written in one piece (kept,
+        // or with O_DIRECT): otherwise just the missing segments are written, so that dirty bytes
+        // and the end of the file stay as they are.
+        const whole =
           want.end === offset + data.length &&
           segs.length === 1 &&
           segs[0]!.start === offset &&
-          segs[0]!.end === want.end &&
-          data.length <= this.memLimit;
+          segs[0]!.end === want.end;
+        const keep = release !== undefined && whole && data.length <= this.memLimit;
         const direct =
+          whole &&
           (keep || release === undefined) &&
           this.direct &&
           opts?.aligned === true &&

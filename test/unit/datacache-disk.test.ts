@@ -373,6 +373,31 @@ describe('DiskDataCache: fill data kept in memory (onRelease)', () => {
     }
   });
 
+  it('an aligned fill that is not lent never overwrites dirty bytes or writes past the size', async () => {
+    const io = ioAddon();
+    if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
+      throw new Error('bucketgate_io addon not built (npm ci builds it)');
+    const c = await mkCache();
+    // A writer changed 4 KiB in the middle while the range was being fetched.
+    c.ensure(6, 4 * MiB);
+    await c.write(6, MiB, Buffer.alloc(4096, 0x77));
+    const data = io.alignedBuffer(4 * MiB);
+    pattern(4 * MiB, 3).copy(data);
+    await c.fill(6, 0, data, { aligned: true });
+    const want = pattern(4 * MiB, 3);
+    want.fill(0x77, MiB, MiB + 4096);
+    expect((await c.read(6, 0, 4 * MiB)).equals(want)).toBe(true);
+    expect((await fsp.readFile(c.filePath(6))).equals(want)).toBe(true);
+    // The file shrank to 2 MiB meanwhile: the fill stops there, and so does the cache file.
+    c.ensure(7, 2 * MiB);
+    const d2 = io.alignedBuffer(4 * MiB);
+    pattern(4 * MiB, 4).copy(d2);
+    await c.fill(7, 0, d2, { aligned: true });
+    expect((await fsp.stat(c.filePath(7))).size).toBe(2 * MiB);
+    expect((await c.read(7, 0, 4 * MiB)).equals(pattern(2 * MiB, 4))).toBe(true);
+    await closeCache(c);
+  });
+
   it('with directFill off (shares exported by NFS) kept fills go through the page cache', async () => {
     const io = ioAddon();
     if (io?.alignedBuffer === undefined || io.sendFileNow === undefined)
